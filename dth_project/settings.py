@@ -1,0 +1,224 @@
+"""Settings for CloudDTH, read from the environment (twelve-factor style).
+
+Every setting that differs between a laptop demo and production comes from an environment
+variable, documented in the README. With nothing set, the project runs on a SQLite file under
+``var/`` with Celery tasks executed in process, so ``make demo`` works on a fresh machine.
+Misconfiguration stops the process at start with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("DTH_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off."
+    )
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    # A fixed development key is only acceptable when nothing real can be signed with it.
+    if DEBUG or env_bool("DTH_DEMO", False) or "pytest" in sys.modules:
+        SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+    else:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY to a long random string "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(50))'`), "
+            "or set DEBUG=1 / DTH_DEMO=1 for a local demo."
+        )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+# The base URL that FHIR resources are known by, used in Location headers, Bundle fullUrls and
+# paging links. Defaults to the host the request came in on.
+FHIR_BASE_URL = os.environ.get("FHIR_BASE_URL", "").rstrip("/")
+if FHIR_BASE_URL and not FHIR_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"FHIR_BASE_URL={FHIR_BASE_URL!r} must start with http:// or https://."
+    )
+
+# Page sizes for searches and history (hl7.org/fhir/R4B/http.html#paging).
+FHIR_DEFAULT_COUNT = env_int("FHIR_DEFAULT_COUNT", 50)
+FHIR_MAX_COUNT = env_int("FHIR_MAX_COUNT", 1000)
+# Largest request body accepted, in bytes (a transaction bundle from an EHR can be large).
+FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 50 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "fhir_api",
+    "devices",
+    "twins",
+    "forecasting",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# FHIR clients post to both /fhir and /fhir/; a redirect would lose the body.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "dth_project.urls"
+WSGI_APPLICATION = "dth_project.wsgi.application"
+ASGI_APPLICATION = "dth_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+REQUIRE_POSTGRES = env_bool("REQUIRE_POSTGRES", False)
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if REQUIRE_POSTGRES and not DATABASE_URL:
+    DATABASE_URL = "postgres://postgres@127.0.0.1:5432/clouddth"
+if not DATABASE_URL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'clouddth.sqlite3'}"
+try:
+    _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 600))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} cannot be used: {exc}") from None
+_engine = _default_db.get("ENGINE", "")
+if _engine not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must be a postgres:// or sqlite:// URL (got engine {_engine!r})."
+    )
+if REQUIRE_POSTGRES and _engine != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "REQUIRE_POSTGRES=1 but DATABASE_URL is not PostgreSQL: refusing to fall back to SQLite."
+    )
+if _engine == "django.db.backends.sqlite3":
+    # WAL lets readers go on while one writer commits; the timeout rides out short write locks.
+    _default_db["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _default_db["CONN_MAX_AGE"] = 0
+else:
+    _default_db["CONN_HEALTH_CHECKS"] = True
+    _default_db.setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME") or None
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Celery ----------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# With no broker the tasks run in process, eagerly, so the demo needs nothing else running.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+
+MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
+
+# --- Auth, i18n, static ----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+
+if not DEBUG:
+    SESSION_COOKIE_HTTPONLY = True
+    CSRF_COOKIE_HTTPONLY = False
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["fhir_api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "fhir_api.parsers.FHIRJSONParser",
+        "fhir_api.parsers.JSONPatchParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["fhir_api.renderers.FHIRJSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "fhir_api.negotiation.FHIRContentNegotiation",
+    "EXCEPTION_HANDLER": "fhir_api.exception_handler.fhir_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "URL_FORMAT_OVERRIDE": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "fhir_api": {"level": os.environ.get("LOG_LEVEL", "INFO")},
+    },
+}

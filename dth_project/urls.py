@@ -1,0 +1,13 @@
+"""Top-level URL map: the FHIR API under /fhir, the admin under /admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.shortcuts import redirect
+from django.urls import include, path
+
+urlpatterns = [
+    path("", lambda request: redirect("admin:index"), name="home"),
+    path("admin/", admin.site.urls),
+    path("", include("fhir_api.urls")),
+]

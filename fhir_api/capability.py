@@ -1,0 +1,82 @@
+"""The CapabilityStatement at ``GET [base]/metadata`` (hl7.org/fhir/R4B/http.html#capabilities).
+
+Generated from what this server implements: the resource types it stores, the interactions the
+views route, the search parameters the search module applies. Nothing is claimed that does not
+work; ``tests/test_capability.py`` exercises what it declares.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .resource_types import RESOURCE_TYPES
+from .search.query import supported_params
+
+SOFTWARE_VERSION = "0.1.0"
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+
+
+@lru_cache(maxsize=1)
+def _resources() -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {
+            "type": resource_type,
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "modified-since",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchParam": [
+                {"name": name, "type": kind, "documentation": text}
+                for name, kind, text in supported_params(resource_type)
+            ],
+        }
+        for resource_type in sorted(RESOURCE_TYPES)
+    )
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-27",
+        "publisher": "CloudDTH",
+        "kind": "instance",
+        "software": {"name": "CloudDTH", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "CloudDTH FHIR server", "url": base},
+        "fhirVersion": "4.3.0",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "description": (
+                        "Send Authorization: Bearer <token>; tokens are issued with"
+                        " `python manage.py issue_token <username>`."
+                    ),
+                },
+                "resource": list(_resources()),
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+            }
+        ],
+    }

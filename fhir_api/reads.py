@@ -1,0 +1,205 @@
+"""The read side: read, vread, history and search, returning rows and Bundles.
+
+Stored JSON is embedded in responses as it is (``renderers.raw``), never re-parsed.
+hl7.org/fhir/R4B/http.html#read, #vread, #history, #search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db.models import OuterRef, Q, Subquery
+
+from .exceptions import BadRequest, Gone, NotFound
+from .models import Resource, ResourceVersion
+from .renderers import raw
+from .search import query as search_query
+from .search.dates import format_instant, parse_interval
+from .validation import check_id, check_resource_type
+
+
+def read(resource_type: str, logical_id: str) -> Resource:
+    check_resource_type(resource_type)
+    check_id(logical_id)
+    row = (
+        Resource.objects.filter(resource_type=resource_type, logical_id=logical_id)
+        .only("version_id", "last_updated", "deleted", "content", "resource_type", "logical_id")
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"{resource_type}/{logical_id} is not known")
+    if row.deleted:
+        raise Gone(
+            f"{resource_type}/{logical_id} was deleted",
+            headers={"ETag": f'W/"{row.version_id}"'},
+        )
+    return row
+
+
+def vread(resource_type: str, logical_id: str, version: str) -> ResourceVersion:
+    check_resource_type(resource_type)
+    check_id(logical_id)
+    if not version.isdigit():
+        raise BadRequest(f"'{version}' is not a version id")
+    row = ResourceVersion.objects.filter(
+        resource_type=resource_type, logical_id=logical_id, version_id=int(version)
+    ).first()
+    if row is None:
+        raise NotFound(f"{resource_type}/{logical_id}/_history/{version} is not known")
+    if row.deleted:
+        raise Gone(f"Version {version} of {resource_type}/{logical_id} is a deletion")
+    return row
+
+
+@dataclass
+class Page:
+    rows: list[Any]
+    total: int | None
+    next_query: str | None
+    previous_query: str | None
+    self_query: str
+    first_query: str
+
+
+def _count(value: str | None) -> int:
+    if value is None:
+        return settings.FHIR_DEFAULT_COUNT
+    if not value.isdigit():
+        raise BadRequest(f"_count={value!r} must be a whole number")
+    return min(int(value), settings.FHIR_MAX_COUNT)
+
+
+def history(
+    params: dict[str, str], resource_type: str | None = None, logical_id: str | None = None
+) -> Page:
+    """Versions newest first, with ``_since``, ``_at`` and ``_count`` (http.html#history).
+
+    Paging is by a cursor on the version row (``_before``), so versions written while a client
+    pages through do not shift or repeat the pages it has not read yet.
+    """
+    qs = ResourceVersion.objects.all()
+    if resource_type is not None:
+        check_resource_type(resource_type)
+        qs = qs.filter(resource_type=resource_type)
+    if logical_id is not None:
+        check_id(logical_id)
+        qs = qs.filter(logical_id=logical_id)
+        if not qs.exists():
+            raise NotFound(f"{resource_type}/{logical_id} is not known")
+    known = {"_since", "_at", "_count", "_before", "_format", "_pretty", "_list"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadRequest(f"History does not take the parameter(s) {', '.join(unknown)}")
+    if "_since" in params:
+        qs = qs.filter(last_updated__gte=parse_interval(params["_since"]).low)
+    if "_at" in params:
+        # Versions that were current at some point within the _at interval.
+        at = parse_interval(params["_at"])
+        following = ResourceVersion.objects.filter(
+            resource_id=OuterRef("resource_id"), version_id=OuterRef("version_id") + 1
+        ).values("last_updated")[:1]
+        qs = qs.annotate(superseded=Subquery(following)).filter(
+            Q(last_updated__lt=at.high) & (Q(superseded__isnull=True) | Q(superseded__gt=at.low))
+        )
+    count = _count(params.get("_count"))
+    base_items = [(k, params[k]) for k in ("_since", "_at") if k in params]
+    total = qs.count()
+    page_qs = qs.order_by("-pk")
+    before = params.get("_before")
+    if before is not None:
+        if not before.isdigit():
+            raise BadRequest("_before must be a version cursor from a next link")
+        page_qs = page_qs.filter(pk__lt=int(before))
+    rows = list(page_qs[: count + 1]) if count else []
+    more = len(rows) > count
+    rows = rows[:count]
+    next_query = None
+    if more and rows:
+        next_query = urlencode([*base_items, ("_count", count), ("_before", rows[-1].pk)])
+    first = urlencode([*base_items, ("_count", count)])
+    this = urlencode([*base_items, ("_count", count)] + ([("_before", before)] if before else []))
+    return Page(rows, total, next_query, None, this, first)
+
+
+def search(resource_type: str, items: list[tuple[str, str]], *, strict: bool) -> Page:
+    """Type-level search (search.html): the matching current resources, one page."""
+    check_resource_type(resource_type)
+    request = search_query.parse(resource_type, items, strict=strict)
+    qs = search_query.apply(request)
+    total = None if request.total == "none" else qs.count()
+    if request.summary == "count":
+        rows: list[Resource] = []
+        more = False
+    else:
+        window = qs.only("resource_type", "logical_id", "content")[
+            request.offset : request.offset + request.count + 1
+        ]
+        rows = list(window) if request.count else []
+        more = len(rows) > request.count
+        rows = rows[: request.count]
+    next_query = search_query.page_query(request, request.offset + request.count) if more else None
+    previous_query = (
+        search_query.page_query(request, max(0, request.offset - request.count))
+        if request.offset
+        else None
+    )
+    return Page(
+        rows,
+        total,
+        next_query,
+        previous_query,
+        search_query.page_query(request, request.offset),
+        search_query.page_query(request, 0),
+    )
+
+
+def _links(url: str, page: Page) -> list[dict[str, str]]:
+    links = [{"relation": "self", "url": f"{url}?{page.self_query}"}]
+    links.append({"relation": "first", "url": f"{url}?{page.first_query}"})
+    if page.previous_query is not None:
+        links.append({"relation": "previous", "url": f"{url}?{page.previous_query}"})
+    if page.next_query is not None:
+        links.append({"relation": "next", "url": f"{url}?{page.next_query}"})
+    return links
+
+
+def searchset_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = _links(url, page)
+    bundle["entry"] = [
+        {
+            "fullUrl": f"{base}/{row.resource_type}/{row.logical_id}",
+            "resource": raw(row.content),
+            "search": {"mode": "match"},
+        }
+        for row in page.rows
+    ]
+    return bundle
+
+
+def history_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
+    entries = []
+    for v in page.rows:
+        entry: dict[str, Any] = {"fullUrl": f"{base}/{v.resource_type}/{v.logical_id}"}
+        if not v.deleted:
+            entry["resource"] = raw(v.content)
+        path = v.resource_type if v.method == "POST" else f"{v.resource_type}/{v.logical_id}"
+        status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(v.method, "200 OK")
+        if v.method == "PUT" and v.version_id == 1:
+            status = "201 Created"
+        entry["request"] = {"method": v.method, "url": path}
+        entry["response"] = {
+            "status": status,
+            "etag": f'W/"{v.version_id}"',
+            "lastModified": format_instant(v.last_updated),
+        }
+        entries.append(entry)
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": page.total}
+    bundle["link"] = _links(url, page)
+    bundle["entry"] = entries
+    return bundle

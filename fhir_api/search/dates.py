@@ -1,0 +1,83 @@
+"""FHIR date/dateTime/instant values as [low, high) intervals (hl7.org/fhir/R4B/search.html#date).
+
+A search value means the whole range its precision covers: ``2026-03`` is all of March 2026.
+Values without a time zone are taken as UTC, which is what this server's clock uses.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..exceptions import BadRequest
+
+DATE_RE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2})(?::(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: datetime  # inclusive
+    high: datetime  # exclusive
+
+
+def _tz(text: str | None):
+    if not text or text == "Z":
+        return UTC
+    from datetime import timezone
+
+    sign = 1 if text[0] == "+" else -1
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def parse_interval(text: str) -> Interval:
+    """The interval a FHIR date, dateTime or instant covers; BadRequest if it is not one."""
+    match = DATE_RE.match(text.strip())
+    if not match:
+        raise BadRequest(f"'{text}' is not a FHIR date, dateTime or instant")
+    g = match.groupdict()
+    try:
+        tz = _tz(g["tz"])
+        year = int(g["y"])
+        if g["m"] is None:
+            low = datetime(year, 1, 1, tzinfo=tz)
+            return Interval(low, datetime(year + 1, 1, 1, tzinfo=tz))
+        month = int(g["m"])
+        if g["d"] is None:
+            low = datetime(year, month, 1, tzinfo=tz)
+            days = calendar.monthrange(year, month)[1]
+            return Interval(low, low + timedelta(days=days))
+        day = int(g["d"])
+        if g["H"] is None:
+            low = datetime(year, month, day, tzinfo=tz)
+            return Interval(low, low + timedelta(days=1))
+        hour = int(g["H"])
+        if g["M"] is None:
+            low = datetime(year, month, day, hour, tzinfo=tz)
+            return Interval(low, low + timedelta(hours=1))
+        minute = int(g["M"])
+        if g["S"] is None:
+            low = datetime(year, month, day, hour, minute, tzinfo=tz)
+            return Interval(low, low + timedelta(minutes=1))
+        second = int(g["S"])
+        if g["f"] is None:
+            low = datetime(year, month, day, hour, minute, second, tzinfo=tz)
+            return Interval(low, low + timedelta(seconds=1))
+        frac = g["f"]
+        micro = int((frac + "000000")[:6])
+        low = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        step = timedelta(microseconds=10 ** max(0, 6 - len(frac)))
+        return Interval(low, low + step)
+    except ValueError as exc:
+        raise BadRequest(f"'{text}' is not a valid date: {exc}") from None
+
+
+def format_instant(value: datetime) -> str:
+    """An instant as FHIR writes it: UTC, microseconds, ``Z``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,79 @@
+"""Validation of incoming resources with the ``fhir.resources`` R4B models.
+
+Every write is validated (hl7.org/fhir/R4B/validation.html); a resource that fails gets a 422
+with one OperationOutcome issue per problem, each located by a FHIRPath-like ``expression``.
+The models are used only to check: what is stored is the client's JSON, so nothing is lost or
+reformatted by a parse-and-dump round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .exceptions import BadRequest, Issue, NotFound, UnprocessableEntity
+from .resource_types import RESOURCE_TYPES
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def check_resource_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(f"Unknown resource type '{resource_type}'", code="not-supported")
+
+
+def check_id(logical_id: str) -> None:
+    if not ID_RE.match(logical_id):
+        raise BadRequest(
+            f"'{logical_id}' is not a valid resource id: 1 to 64 of A-Z a-z 0-9 - and ."
+            " (hl7.org/fhir/R4B/datatypes.html#id)"
+        )
+
+
+def _expression(resource_type: str, loc: tuple[Any, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "resource_type":
+            path += ".resourceType"
+        else:
+            path += f".{part}"
+    return path
+
+
+def validate_resource(data: Any, resource_type: str | None = None) -> dict[str, Any]:
+    """Check that ``data`` is a valid resource (of ``resource_type`` when given); return it."""
+    if not isinstance(data, dict):
+        raise BadRequest("A FHIR resource must be a JSON object", code="structure")
+    found = data.get("resourceType")
+    if not isinstance(found, str) or not found:
+        raise BadRequest("The resource has no resourceType", code="required")
+    if resource_type is not None and found != resource_type:
+        raise BadRequest(
+            f"The body is a {found} but the URL is for {resource_type}", code="invalid"
+        )
+    if found not in RESOURCE_TYPES:
+        raise UnprocessableEntity(f"Unknown resource type '{found}'", code="not-supported")
+    model = get_fhir_model_class(found)
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        issues = [
+            Issue(
+                "error",
+                "invalid" if err["type"] != "extra_forbidden" else "structure",
+                f"{_expression(found, err['loc'])}: {err['msg']}",
+                (_expression(found, err["loc"]),),
+            )
+            for err in exc.errors(include_url=False)
+        ]
+        raise UnprocessableEntity(
+            f"The {found} is not valid: {len(issues)} problem(s)", issues=issues
+        ) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise UnprocessableEntity(f"The {found} is not valid: {exc}") from None
+    return data

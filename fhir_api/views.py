@@ -1,0 +1,213 @@
+"""FHIR REST endpoints under ``/fhir`` (hl7.org/fhir/R4B/http.html).
+
+Each view only reads the request (path, query, headers, body), calls one function of
+``interactions`` (or ``bundles``/``capability``) and renders its ``Answer``. Errors are raised
+as ``FHIRError``s and rendered by ``exception_handler`` as OperationOutcomes.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.parsers import FormParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import bundles, interactions
+from .capability import capability_statement
+from .exceptions import BadRequest, NotFound
+from .parsers import FHIRJSONParser, JSONParser
+
+# Parameters that change how a response is written, never what an interaction selects.
+FORMAT_PARAMS = {"_format", "_pretty"}
+
+
+def base_url(request) -> str:
+    return settings.FHIR_BASE_URL or request.build_absolute_uri("/fhir")
+
+
+def query_items(request) -> list[tuple[str, str]]:
+    return [
+        (key, value)
+        for key, values in request.query_params.lists()
+        for value in values
+        if key not in FORMAT_PARAMS
+    ]
+
+
+def condition(request) -> str:
+    """The search part of a conditional interaction's URL, without format parameters."""
+    from urllib.parse import urlencode
+
+    return urlencode(query_items(request))
+
+
+class FHIRView(APIView):
+    def context(self, request) -> interactions.Context:
+        prefer_return, strict = interactions.parse_prefer(request.META.get("HTTP_PREFER"))
+        base = base_url(request)
+        return interactions.Context(
+            base=base,
+            prefer_return=prefer_return,
+            strict=strict,
+            url=base + request.path.split("/fhir", 1)[1].rstrip("/"),
+        )
+
+    @staticmethod
+    def answer(answer: interactions.Answer) -> Response:
+        return Response(answer.body, status=answer.status, headers=answer.headers)
+
+
+class MetadataView(FHIRView):
+    """GET [base]/metadata: open to all, as clients read it before they authenticate."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    def get(self, request):
+        return Response(capability_statement(base_url(request)))
+
+
+class SystemView(FHIRView):
+    """POST [base] with a transaction or batch Bundle."""
+
+    def post(self, request):
+        return Response(bundles.process(self.context(request), request.data))
+
+    def get(self, request):
+        raise BadRequest(
+            "System-level search is not supported yet: search a type, e.g. GET [base]/Patient",
+            code="not-supported",
+        )
+
+
+class SystemHistoryView(FHIRView):
+    def get(self, request):
+        ctx = self.context(request)
+        return self.answer(interactions.history(ctx, request.query_params.dict()))
+
+
+class TypeView(FHIRView):
+    """[base]/[type]: search, create, and the conditional update/patch/delete."""
+
+    def get(self, request, resource_type: str):
+        ctx = self.context(request)
+        return self.answer(interactions.search(ctx, resource_type, query_items(request)))
+
+    def post(self, request, resource_type: str):
+        ctx = self.context(request)
+        if_none_exist = request.META.get("HTTP_IF_NONE_EXIST")
+        return self.answer(interactions.create(ctx, resource_type, request.data, if_none_exist))
+
+    def put(self, request, resource_type: str):
+        query = self._condition(request, "update")
+        ctx = self.context(request)
+        if_match = request.META.get("HTTP_IF_MATCH")
+        return self.answer(
+            interactions.conditional_update(ctx, resource_type, query, request.data, if_match)
+        )
+
+    def patch(self, request, resource_type: str):
+        query = self._condition(request, "patch")
+        ctx = self.context(request)
+        if_match = request.META.get("HTTP_IF_MATCH")
+        return self.answer(
+            interactions.conditional_patch(ctx, resource_type, query, request.data, if_match)
+        )
+
+    def delete(self, request, resource_type: str):
+        query = self._condition(request, "delete")
+        return self.answer(
+            interactions.conditional_delete(self.context(request), resource_type, query)
+        )
+
+    @staticmethod
+    def _condition(request, action: str) -> str:
+        query = condition(request)
+        if not query:
+            raise BadRequest(
+                f"A conditional {action} needs search parameters: [base]/[type]?[search]"
+            )
+        return query
+
+
+class TypeSearchView(FHIRView):
+    """POST [base]/[type]/_search with form-encoded parameters (search.html#Introduction)."""
+
+    parser_classes = [FormParser, FHIRJSONParser, JSONParser]
+
+    def post(self, request, resource_type: str):
+        items = query_items(request)
+        if hasattr(request.data, "lists"):
+            items += [
+                (k, v) for k, vs in request.data.lists() for v in vs if k not in FORMAT_PARAMS
+            ]
+        return self.answer(interactions.search(self.context(request), resource_type, items))
+
+
+class TypeHistoryView(FHIRView):
+    def get(self, request, resource_type: str):
+        ctx = self.context(request)
+        return self.answer(interactions.history(ctx, request.query_params.dict(), resource_type))
+
+
+class InstanceView(FHIRView):
+    """[base]/[type]/[id]: read, update, patch, delete."""
+
+    def get(self, request, resource_type: str, logical_id: str):
+        return self.answer(
+            interactions.read(
+                self.context(request),
+                resource_type,
+                logical_id,
+                request.META.get("HTTP_IF_NONE_MATCH"),
+                request.META.get("HTTP_IF_MODIFIED_SINCE"),
+            )
+        )
+
+    def put(self, request, resource_type: str, logical_id: str):
+        if_match = request.META.get("HTTP_IF_MATCH")
+        return self.answer(
+            interactions.update(
+                self.context(request), resource_type, logical_id, request.data, if_match
+            )
+        )
+
+    def patch(self, request, resource_type: str, logical_id: str):
+        if_match = request.META.get("HTTP_IF_MATCH")
+        return self.answer(
+            interactions.patch(
+                self.context(request), resource_type, logical_id, request.data, if_match
+            )
+        )
+
+    def delete(self, request, resource_type: str, logical_id: str):
+        if_match = request.META.get("HTTP_IF_MATCH")
+        return self.answer(
+            interactions.delete(self.context(request), resource_type, logical_id, if_match)
+        )
+
+
+class InstanceHistoryView(FHIRView):
+    def get(self, request, resource_type: str, logical_id: str):
+        ctx = self.context(request)
+        params = request.query_params.dict()
+        return self.answer(interactions.history(ctx, params, resource_type, logical_id))
+
+
+class VersionView(FHIRView):
+    def get(self, request, resource_type: str, logical_id: str, version: str):
+        return self.answer(
+            interactions.vread(self.context(request), resource_type, logical_id, version)
+        )
+
+
+class UnknownView(FHIRView):
+    """Any other path under /fhir: a 404 OperationOutcome, never an HTML page."""
+
+    permission_classes = [AllowAny]
+
+    def _unknown(self, request, *args, **kwargs):
+        raise NotFound(f"{request.method} {request.path} is not a FHIR endpoint of this server")
+
+    get = post = put = patch = delete = _unknown

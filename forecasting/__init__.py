@@ -1,0 +1,1 @@
+"""Prophet forecasts of each patient's vital signs, backtests and early warning."""

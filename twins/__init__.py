@@ -1,0 +1,1 @@
+"""The lifecycle twin of each patient: real-time supervision, diagnosis rules, clinicians' views."""
