@@ -156,6 +156,8 @@ if _engine == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     _default_db["CONN_MAX_AGE"] = 0
+    # A file, not :memory:, so that a live server in another process sees the test database.
+    _default_db["TEST"] = {"NAME": str(VAR_DIR / "test-clouddth.sqlite3")}
 else:
     _default_db["CONN_HEALTH_CHECKS"] = True
     _default_db.setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME") or None
