@@ -1,0 +1,101 @@
+"""Build ``fhir_api/search/data/search_parameters_r4b.json`` from the official definitions.
+
+The FHIR R4B SearchParameter resources ship in the npm package ``hl7.fhir.r4b.core`` 4.3.0
+(hl7.org/fhir/R4B/searchparameter-registry.html). This script reads them and writes, per
+resource type, each parameter's code, type, the part of its FHIRPath expression that applies
+to that type, its reference targets and its composite components: the data the search
+registry is built from. Regenerate with::
+
+    cd "$(mktemp -d)" && npm pack hl7.fhir.r4b.core@4.3.0 && tar xzf hl7.fhir.r4b.core-4.3.0.tgz
+    .venv/bin/python scripts/build_search_parameters.py "$PWD/package"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "fhir_api/search/data/search_parameters_r4b.json"
+
+
+def split_union(expression: str) -> list[str]:
+    """Split a FHIRPath expression on its top-level ``|`` operators."""
+    parts, depth, current = [], 0, []
+    quoted = False
+    for ch in expression:
+        if ch == "'":
+            quoted = not quoted
+        if not quoted:
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            elif ch == "|" and depth == 0:
+                parts.append("".join(current).strip())
+                current = []
+                continue
+        current.append(ch)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def for_base(expression: str, base: str) -> str | None:
+    """The union members of ``expression`` that start at ``base`` (e.g. ``Observation.code``)."""
+    mine = []
+    for part in split_union(expression):
+        head = part.lstrip("(").strip()
+        if head == base or head.startswith((base + ".", base + " ")):
+            mine.append(part)
+    return " | ".join(mine) if mine else None
+
+
+def build(package: Path) -> dict[str, Any]:
+    by_type: dict[str, dict[str, Any]] = {}
+    urls: dict[str, str] = {}
+    for path in sorted(package.glob("SearchParameter-*.json")):
+        sp = json.loads(path.read_text())
+        urls[sp["url"]] = sp["code"]
+        for base in sp.get("base", []):
+            expression = sp.get("expression")
+            if expression and base not in ("Resource", "DomainResource"):
+                expression = for_base(expression, base)
+            entry: dict[str, Any] = {"type": sp["type"], "url": sp["url"]}
+            if expression:
+                entry["expression"] = expression
+            if sp.get("target"):
+                entry["target"] = sorted(sp["target"])
+            if sp.get("component"):
+                entry["component"] = [
+                    {"definition": c["definition"], "expression": c["expression"]}
+                    for c in sp["component"]
+                ]
+            if sp.get("multipleOr") is False:
+                entry["multipleOr"] = False
+            by_type.setdefault(base, {})[sp["code"]] = entry
+    # Resolve composite components to the codes of the parameters they reuse.
+    for params in by_type.values():
+        for entry in params.values():
+            for component in entry.get("component", []):
+                component["code"] = urls.get(component["definition"], "")
+    return {
+        "source": "npm package hl7.fhir.r4b.core 4.3.0 (SearchParameter resources)",
+        "fhirVersion": "4.3.0",
+        "types": {k: dict(sorted(v.items())) for k, v in sorted(by_type.items())},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__)
+        return 2
+    data = build(Path(argv[1]))
+    OUT.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    count = sum(len(v) for v in data["types"].values())
+    print(f"wrote {count} parameters for {len(data['types'])} types to {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
