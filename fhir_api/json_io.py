@@ -2,11 +2,14 @@
 
 FHIR decimals carry their precision in their text: ``72.50`` is not ``72.5``
 (hl7.org/fhir/R4B/json.html#primitive). Parsing numbers as ``Decimal`` keeps every digit, and
-``simplejson`` writes a ``Decimal`` back exactly as it was read.
+``simplejson`` writes a ``Decimal`` back with ``str()``. ``str(Decimal("1.000E+2"))`` is
+``100.0`` and ``str(Decimal("0.0000001"))`` is ``1E-7``, so a number whose ``Decimal`` would
+print differently keeps its original text in a ``TextDecimal``.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import simplejson
@@ -14,10 +17,30 @@ import simplejson
 from .exceptions import BadRequest
 
 
+class TextDecimal(Decimal):
+    """A ``Decimal`` that prints as the JSON text it was read from, e.g. ``1.000E+2``."""
+
+    __slots__ = ("_text",)
+
+    def __new__(cls, text: str) -> TextDecimal:
+        value = super().__new__(cls, text)
+        value._text = text
+        return value
+
+    def __str__(self) -> str:
+        return self._text
+
+
+def parse_decimal(text: str) -> Decimal:
+    """A JSON number with a fraction or exponent, written back exactly as it was written."""
+    value = Decimal(text)
+    return value if str(value) == text else TextDecimal(text)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON, numbers with a fraction or exponent as Decimal; NaN/Infinity are refused."""
     try:
-        return simplejson.loads(text, use_decimal=True)
+        return simplejson.loads(text, parse_float=parse_decimal)
     except (simplejson.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}", code="structure") from None
 
