@@ -12,7 +12,7 @@ from typing import Any
 from django.utils.http import http_date, parse_http_date_safe
 
 from . import reads, services
-from .exceptions import BadRequest, Issue, operation_outcome
+from .exceptions import Issue, operation_outcome
 from .models import Resource
 from .renderers import raw
 
@@ -139,6 +139,7 @@ def read(
     if_none_match: str | None = None,
     if_modified_since: str | None = None,
 ) -> Answer:
+    """read (hl7.org/fhir/R4B/http.html#read), conditional with If-None-Match/If-Modified-Since."""
     row = reads.read(resource_type, logical_id)
     headers = version_headers(ctx, row, location=False)
     if if_none_match is not None:
@@ -146,10 +147,9 @@ def read(
         if headers["ETag"] in tags or f'"{row.version_id}"' in tags or "*" in tags:
             return Answer(304, None, headers)
     elif if_modified_since is not None:
+        # RFC 9110 §13.1.3: an If-Modified-Since that is not an HTTP-date is ignored.
         since = parse_http_date_safe(if_modified_since)
-        if since is None:
-            raise BadRequest(f"If-Modified-Since '{if_modified_since}' is not an HTTP date")
-        if int(row.last_updated.timestamp()) <= since:
+        if since is not None and int(row.last_updated.timestamp()) <= since:
             return Answer(304, None, headers)
     return Answer(200, raw(row.content), headers, row)
 
