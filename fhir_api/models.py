@@ -4,8 +4,9 @@
   exactly as it will be served, so a read returns stored text without parsing it.
 - ``ResourceVersion`` (``fhir_resource_version``): append-only; every version including delete
   tombstones. History and vread read here.
-- ``TokenIndex`` (``fhir_token_index``): the first of the typed search-index tables, written in
-  the same transaction as the version it indexes.
+- typed search-index tables, one per search-parameter type (``fhir_token_index``,
+  ``fhir_string_index``, ``fhir_date_index``, …), written in the same transaction as the
+  version they index.
 - ``ApiToken``: bearer tokens for the FHIR API, stored as SHA-256 hashes.
 """
 
@@ -86,14 +87,38 @@ class ResourceVersion(models.Model):
         super().save(*args, **kwargs)
 
 
-class TokenIndex(models.Model):
-    """Token search values (hl7.org/fhir/R4B/search.html#token), one row per value."""
+class IndexRow(models.Model):
+    """Columns every search-index row has (hl7.org/fhir/R4B/search.html).
+
+    ``patient`` is the id of the Patient whose compartment the resource is in
+    (hl7.org/fhir/R4B/compartmentdefinition-patient.html), copied onto each row so that a
+    patient-scoped search is one range scan of an index that leads with it, whatever the
+    table's size.
+    """
 
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, db_index=False)
     resource_type = models.CharField(max_length=64)
     param = models.CharField(max_length=64)
+    patient = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}.{self.param}"
+
+
+class TokenIndex(IndexRow):
+    """token: Coding, CodeableConcept, Identifier, ContactPoint, code, boolean (search.html#token).
+
+    ``text`` holds Coding.display / CodeableConcept.text / Identifier.type.text, normalised,
+    for ``:text``. Identifier types for ``:of-type`` are rows of param ``<param>:of-type``
+    with code ``<type code>|<value>``.
+    """
+
     system = models.CharField(max_length=255, blank=True, default="")
-    code = models.CharField(max_length=255)
+    code = models.CharField(max_length=255, blank=True, default="")
+    text = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         db_table = "fhir_token_index"
@@ -101,11 +126,161 @@ class TokenIndex(models.Model):
             models.Index(
                 fields=["resource_type", "param", "code", "system"], name="fhir_tok_lookup"
             ),
+            models.Index(
+                fields=["patient", "resource_type", "param", "code"], name="fhir_tok_patient"
+            ),
             models.Index(fields=["resource"], name="fhir_tok_resource"),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.param}={self.system}|{self.code}"
+
+class StringIndex(IndexRow):
+    """string (search.html#string): ``value`` normalised (case and accents folded), ``exact`` as is."""
+
+    value = models.CharField(max_length=255)
+    exact = models.CharField(max_length=255)
+
+    class Meta:
+        db_table = "fhir_string_index"
+        indexes = [
+            models.Index(
+                fields=["resource_type", "param", "value"],
+                name="fhir_str_lookup",
+                opclasses=["varchar_pattern_ops", "varchar_pattern_ops", "varchar_pattern_ops"],
+            ),
+            models.Index(
+                fields=["patient", "resource_type", "param", "value"], name="fhir_str_patient"
+            ),
+            models.Index(fields=["resource"], name="fhir_str_resource"),
+        ]
+
+
+class DateIndex(IndexRow):
+    """date, dateTime, instant, Period, Timing as the [low, high) interval they cover (search.html#date)."""
+
+    low = models.DateTimeField()
+    high = models.DateTimeField()
+
+    class Meta:
+        db_table = "fhir_date_index"
+        indexes = [
+            models.Index(fields=["resource_type", "param", "low", "high"], name="fhir_date_lookup"),
+            models.Index(
+                fields=["patient", "resource_type", "param", "low"], name="fhir_date_patient"
+            ),
+            models.Index(fields=["resource"], name="fhir_date_resource"),
+        ]
+
+
+class QuantityIndex(IndexRow):
+    """quantity (search.html#quantity): the value as given and converted to its UCUM canonical unit."""
+
+    value = models.FloatField()
+    system = models.CharField(max_length=255, blank=True, default="")
+    code = models.CharField(max_length=64, blank=True, default="")
+    unit = models.CharField(max_length=64, blank=True, default="")
+    canonical_value = models.FloatField(null=True, blank=True)
+    canonical_code = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        db_table = "fhir_quantity_index"
+        indexes = [
+            models.Index(fields=["resource_type", "param", "value"], name="fhir_qty_lookup"),
+            models.Index(
+                fields=["patient", "resource_type", "param", "value"], name="fhir_qty_patient"
+            ),
+            models.Index(fields=["resource"], name="fhir_qty_resource"),
+        ]
+
+
+class NumberIndex(IndexRow):
+    """number (search.html#number)."""
+
+    value = models.FloatField()
+
+    class Meta:
+        db_table = "fhir_number_index"
+        indexes = [
+            models.Index(fields=["resource_type", "param", "value"], name="fhir_num_lookup"),
+            models.Index(fields=["resource"], name="fhir_num_resource"),
+        ]
+
+
+class ReferenceIndex(IndexRow):
+    """reference (search.html#reference): local ``Type/id`` targets, absolute or canonical ``url``,
+    and ``Reference.identifier`` for ``:identifier``."""
+
+    target_type = models.CharField(max_length=64, blank=True, default="")
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    url = models.CharField(max_length=500, blank=True, default="")
+    identifier_system = models.CharField(max_length=255, blank=True, default="")
+    identifier_value = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        db_table = "fhir_reference_index"
+        indexes = [
+            models.Index(
+                fields=["resource_type", "param", "target_id", "target_type"],
+                name="fhir_ref_lookup",
+            ),
+            models.Index(fields=["target_type", "target_id"], name="fhir_ref_target"),
+            models.Index(fields=["resource"], name="fhir_ref_resource"),
+        ]
+
+
+class UriIndex(IndexRow):
+    """uri, url, canonical (search.html#uri)."""
+
+    value = models.CharField(max_length=500)
+
+    class Meta:
+        db_table = "fhir_uri_index"
+        indexes = [
+            models.Index(fields=["resource_type", "param", "value"], name="fhir_uri_lookup"),
+            models.Index(fields=["resource"], name="fhir_uri_resource"),
+        ]
+
+
+class CompositeIndex(IndexRow):
+    """composite (search.html#composite): one row per co-occurring pair of component values.
+
+    The first component is a token (system, code) in every R4B composite this server indexes;
+    the second is a token/string/uri (c2_system, c2_code), a quantity or number (c2_value with
+    c2_system/c2_code as its unit), or a date interval (c2_low, c2_high).
+    """
+
+    c1_system = models.CharField(max_length=255, blank=True, default="")
+    c1_code = models.CharField(max_length=255, blank=True, default="")
+    c2_system = models.CharField(max_length=255, blank=True, default="")
+    c2_code = models.CharField(max_length=255, blank=True, default="")
+    c2_value = models.FloatField(null=True, blank=True)
+    c2_canonical_value = models.FloatField(null=True, blank=True)
+    c2_canonical_code = models.CharField(max_length=64, null=True, blank=True)
+    c2_low = models.DateTimeField(null=True, blank=True)
+    c2_high = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "fhir_composite_index"
+        indexes = [
+            models.Index(
+                fields=["resource_type", "param", "c1_code", "c2_value"], name="fhir_comp_lookup"
+            ),
+            models.Index(
+                fields=["patient", "resource_type", "param", "c1_code"], name="fhir_comp_patient"
+            ),
+            models.Index(fields=["resource"], name="fhir_comp_resource"),
+        ]
+
+
+INDEX_MODELS = (
+    TokenIndex,
+    StringIndex,
+    DateIndex,
+    QuantityIndex,
+    NumberIndex,
+    ReferenceIndex,
+    UriIndex,
+    CompositeIndex,
+)
 
 
 class ApiToken(models.Model):

@@ -4,7 +4,8 @@ The FHIR R4B SearchParameter resources ship in the npm package ``hl7.fhir.r4b.co
 (hl7.org/fhir/R4B/searchparameter-registry.html). This script reads them and writes, per
 resource type, each parameter's code, type, the part of its FHIRPath expression that applies
 to that type, its reference targets and its composite components: the data the search
-registry is built from. Regenerate with::
+registry is built from. It also keeps the compartment definitions (which parameters put a
+resource in a Patient's, Device's, … compartment: hl7.org/fhir/R4B/compartmentdefinition.html). Regenerate with::
 
     cd "$(mktemp -d)" && npm pack hl7.fhir.r4b.core@4.3.0 && tar xzf hl7.fhir.r4b.core-4.3.0.tgz
     .venv/bin/python scripts/build_search_parameters.py "$PWD/package"
@@ -79,10 +80,19 @@ def build(package: Path) -> dict[str, Any]:
         for entry in params.values():
             for component in entry.get("component", []):
                 component["code"] = urls.get(component["definition"], "")
+    compartments: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(package.glob("CompartmentDefinition-*.json")):
+        cd = json.loads(path.read_text())
+        if cd.get("id") == "example":
+            continue
+        compartments[cd["code"]] = {
+            r["code"]: r["param"] for r in cd.get("resource", []) if r.get("param")
+        }
     return {
-        "source": "npm package hl7.fhir.r4b.core 4.3.0 (SearchParameter resources)",
+        "source": "npm package hl7.fhir.r4b.core 4.3.0 (SearchParameter, CompartmentDefinition)",
         "fhirVersion": "4.3.0",
         "types": {k: dict(sorted(v.items())) for k, v in sorted(by_type.items())},
+        "compartments": compartments,
     }
 
 
