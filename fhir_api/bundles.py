@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -69,6 +70,8 @@ def route(ctx: interactions.Context, request: dict[str, Any], body: Any) -> inte
         raise NotFound(f"Unknown resource type '{parts[0]}' in '{url}'", code="not-supported")
     n = len(parts)
     if method in ("GET", "HEAD"):
+        # Paging links of a searchset or history entry are relative to the entry's URL.
+        ctx = replace(ctx, url=f"{ctx.base}/{'/'.join(parts)}")
         if n == 1 and parts[0] == "_history":
             return interactions.history(ctx, dict(parse_qsl(query)))
         if n == 1:
