@@ -19,11 +19,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.db import transaction
+from django.utils.http import http_date
 
 from . import interactions, json_io, services
 from .exceptions import BadRequest, FHIRError, MethodNotAllowed, NotFound, PreconditionFailed
 from .resource_types import RESOURCE_TYPES
-from .search.dates import format_instant
+from .search.dates import format_instant, parse_interval
 from .search.query import match_ids
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -59,6 +60,16 @@ def _patch_operations(body: Any) -> Any:
     raise BadRequest("A PATCH entry needs a Binary resource holding a JSON Patch")
 
 
+def _if_modified_since(request: dict[str, Any]) -> str | None:
+    """``request.ifModifiedSince`` is a FHIR instant; a read compares HTTP-dates (RFC 9110)."""
+    value = request.get("ifModifiedSince")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("request.ifModifiedSince must be an instant such as 2026-01-31T12:00:00Z")
+    return http_date(parse_interval(value).low.timestamp())
+
+
 def route(ctx: interactions.Context, request: dict[str, Any], body: Any) -> interactions.Answer:
     """Run one Bundle entry's request through the same interaction as the REST API."""
     method = request.get("method")
@@ -80,7 +91,7 @@ def route(ctx: interactions.Context, request: dict[str, Any], body: Any) -> inte
             return interactions.history(ctx, dict(parse_qsl(query)), parts[0])
         if n == 2:
             return interactions.read(
-                ctx, parts[0], parts[1], request.get("ifNoneMatch"), request.get("ifModifiedSince")
+                ctx, parts[0], parts[1], request.get("ifNoneMatch"), _if_modified_since(request)
             )
         if n == 3 and parts[2] == "_history":
             return interactions.history(ctx, dict(parse_qsl(query)), parts[0], parts[1])
