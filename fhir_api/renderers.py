@@ -33,9 +33,9 @@ class FHIRJSONRenderer(BaseRenderer):
             return b""
         request = (renderer_context or {}).get("request")
         if wants_pretty(request):
-            if isinstance(data, RawJSON):
-                data = json_io.loads(data.encoded_json)
-            return json_io.dumps(data, pretty=True).encode()
+            # A RawJSON is written as it is, even inside an indented Bundle: re-read the whole
+            # answer so that embedded resources are indented too.
+            return json_io.dumps(json_io.loads(json_io.dumps(data)), pretty=True).encode()
         if isinstance(data, RawJSON):
             return data.encoded_json.encode()
         return json_io.dumps(data).encode()
