@@ -41,8 +41,8 @@ def _resources() -> tuple[dict[str, Any], ...]:
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchParam": [
-                {"name": name, "type": kind, "documentation": text}
-                for name, kind, text in supported_params(resource_type)
+                {"name": name, "definition": url, "type": kind}
+                for name, kind, url in supported_params(resource_type)
             ],
         }
         for resource_type in sorted(RESOURCE_TYPES)

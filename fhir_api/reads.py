@@ -6,18 +6,22 @@ hl7.org/fhir/R4B/http.html#read, #vread, #history, #search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import OuterRef, Q, Subquery
 
-from .exceptions import BadRequest, Gone, NotFound
+from .exceptions import BadRequest, Gone, Issue, NotFound, operation_outcome
 from .models import Resource, ResourceVersion
 from .renderers import raw
+from .search import include as search_include
 from .search import query as search_query
 from .search.dates import format_instant, parse_interval
+from .search.shape import shape
 from .validation import check_id, check_resource_type
 
 
@@ -62,6 +66,10 @@ class Page:
     previous_query: str | None
     self_query: str
     first_query: str
+    included: list[Any] = field(default_factory=list)
+    summary: str | None = None
+    elements: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
 
 def _count(value: str | None) -> int:
@@ -124,20 +132,49 @@ def history(
     return Page(rows, total, next_query, None, this, first)
 
 
-def search(resource_type: str, items: list[tuple[str, str]], *, strict: bool) -> Page:
-    """Type-level search (search.html): the matching current resources, one page."""
-    check_resource_type(resource_type)
-    request = search_query.parse(resource_type, items, strict=strict)
+def estimate_count(qs) -> int:
+    """``_total=estimate``: PostgreSQL's row estimate for the query, without counting."""
+    if connection.vendor != "postgresql":
+        return qs.count()
+    sql, params = qs.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def search(
+    resource_types: str | tuple[str, ...], items: list[tuple[str, str]], *, strict: bool
+) -> Page:
+    """Type- or system-level search (search.html): the matching current resources, one page.
+
+    Paging is by offset within a snapshot: the first page records the newest resource row, and
+    the links of later pages carry it, so resources created while a client pages do not shift
+    the pages it has not read yet.
+    """
+    types = (resource_types,) if isinstance(resource_types, str) else resource_types
+    for resource_type in types:
+        if resource_type != "*":
+            check_resource_type(resource_type)
+    request = search_query.parse(types, items, strict=strict)
+    if request.snapshot is None:
+        request.snapshot = search_query.snapshot_now()
     qs = search_query.apply(request)
-    total = None if request.total == "none" else qs.count()
-    if request.summary == "count":
-        rows: list[Resource] = []
-        more = False
+    if request.total == "none":
+        total = None
+    elif request.total == "estimate":
+        total = estimate_count(qs)
     else:
+        total = qs.count()
+    rows: list[Resource] = []
+    more = False
+    if request.summary != "count" and request.count:
         window = qs.only("resource_type", "logical_id", "content")[
             request.offset : request.offset + request.count + 1
         ]
-        rows = list(window) if request.count else []
+        rows = list(window)
         more = len(rows) > request.count
         rows = rows[: request.count]
     next_query = search_query.page_query(request, request.offset + request.count) if more else None
@@ -153,6 +190,10 @@ def search(resource_type: str, items: list[tuple[str, str]], *, strict: bool) ->
         previous_query,
         search_query.page_query(request, request.offset),
         search_query.page_query(request, 0),
+        included=search_include.included(request.includes, rows) if request.includes else [],
+        summary=request.summary,
+        elements=request.elements,
+        ignored=request.ignored,
     )
 
 
@@ -171,14 +212,23 @@ def searchset_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
     if page.total is not None:
         bundle["total"] = page.total
     bundle["link"] = _links(url, page)
-    bundle["entry"] = [
-        {
+
+    def entry(row: Resource, mode: str) -> dict[str, Any]:
+        shaped = shape(row.content, page.summary, page.elements)
+        return {
             "fullUrl": f"{base}/{row.resource_type}/{row.logical_id}",
-            "resource": raw(row.content),
-            "search": {"mode": "match"},
+            "resource": raw(row.content) if shaped is None else shaped,
+            "search": {"mode": mode},
         }
-        for row in page.rows
-    ]
+
+    entries = [entry(row, "match") for row in page.rows]
+    entries += [entry(row, "include") for row in page.included]
+    if page.ignored:
+        # Lenient handling: say what was not applied (search.html#errors).
+        note = "Not applied: " + ", ".join(page.ignored)
+        outcome = operation_outcome([Issue("warning", "not-supported", note)])
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    bundle["entry"] = entries
     return bundle
 
 

@@ -307,6 +307,7 @@ Extractor = Callable[[dict[str, Any], IndexRows], None]
 class Step:
     """One parameter's extractor and the top-level elements it needs (None: always run)."""
 
+    param: registry.SearchParam
     run: Extractor
     needs: frozenset[str] | None
 
@@ -400,12 +401,10 @@ def second_component_values(kind: str, node: Node) -> list[tuple]:
 
 
 def _composite(param: registry.SearchParam, resource_type: str) -> Extractor | None:
-    if len(param.components) != 2:
+    if not _indexable_composite(param, resource_type):
         return None
-    first = registry.get(resource_type, param.components[0].code)
     second = registry.get(resource_type, param.components[1].code)
-    if first is None or second is None or first.type != "token":
-        return None
+    assert second is not None
     roots = compile_path(param.expression or resource_type, resource_type)
     path1 = compile_path(param.components[0].expression)
     path2 = compile_path(param.components[1].expression)
@@ -443,8 +442,35 @@ def _plan(resource_type: str) -> tuple[Step, ...]:
             extractor = _simple(param, resource_type)
             needs = top_elements(param.expression or "", resource_type)
         if extractor is not None:
-            plan.append(Step(extractor, needs))
+            plan.append(Step(param, extractor, needs))
     return tuple(plan)
+
+
+def _indexable_composite(param: registry.SearchParam, resource_type: str) -> bool:
+    if len(param.components) != 2:
+        return False
+    first = registry.get(resource_type, param.components[0].code)
+    second = registry.get(resource_type, param.components[1].code)
+    return first is not None and second is not None and first.type == "token"
+
+
+@cache
+def searchable(resource_type: str) -> tuple[registry.SearchParam, ...]:
+    """The parameters of a type that have index rows (all but a few composites).
+
+    Decided from the registry alone (no expression is compiled), so the CapabilityStatement
+    is cheap to build.
+    """
+    return tuple(
+        p
+        for p in registry.indexed_params(resource_type)
+        if p.type != "composite" or _indexable_composite(p, resource_type)
+    )
+
+
+@cache
+def searchable_codes(resource_type: str) -> frozenset[str]:
+    return frozenset(p.code for p in searchable(resource_type))
 
 
 @cache

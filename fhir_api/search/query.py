@@ -1,26 +1,31 @@
 """Turning FHIR search parameters into a query over the store (hl7.org/fhir/R4B/search.html).
 
-Supported now: ``_id``, ``_lastUpdated`` (every prefix) and ``identifier`` (token) on every
-type, with ``_count``, ``_sort`` (``_id``, ``_lastUpdated``), ``_total`` and ``_summary=count``.
-Unknown parameters are refused under ``Prefer: handling=strict`` and ignored under lenient (the
-default); conditional interactions are always strict, because ignoring part of a condition
-would match resources the client did not mean.
+Every parameter of the R4B registry that has an index is searchable, with the modifiers,
+prefixes, chains and ``_has`` of ``params``/``types``. Unknown parameters are refused under
+``Prefer: handling=strict`` and ignored under lenient (the default), and the ``self`` link shows
+only what was applied; conditional interactions are always strict, because ignoring part of a
+condition would match resources the client did not mean.
+
+A search scoped to one patient (``patient=…`` or ``subject=Patient/…``) passes the patient to
+every index subquery, which then scans only that patient's rows (see ``models.IndexRow``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from functools import cache
 from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
 
 from ..exceptions import BadRequest
-from ..models import Resource, TokenIndex
-from ..resource_types import WITH_IDENTIFIER
-from .dates import Interval, parse_interval
+from ..models import ReferenceIndex, Resource
+from . import registry
+from .params import Criterion, UnknownParameter, parse_criterion
+from .types import composite, date, number, quantity, reference, string, token, uri
+from .types.base import MODEL_BY_TYPE, Ctx
 
 # Parameters that shape the result rather than select resources (search.html#return).
 RESULT_PARAMS = {
@@ -29,44 +34,82 @@ RESULT_PARAMS = {
     "_total",
     "_summary",
     "_elements",
+    "_include",
+    "_revinclude",
     "_format",
     "_pretty",
     "_offset",
+    "_snapshot",
+    "_contained",
+    "_containedType",
 }
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-SORTABLE = {"_id": "logical_id", "_lastUpdated": "last_updated"}
-SUPPORTED = ("_id", "_lastUpdated", "identifier")
+MATCHERS = {
+    "token": token.match,
+    "string": string.match,
+    "date": date.match,
+    "quantity": quantity.match,
+    "number": number.match,
+    "uri": uri.match,
+    "composite": composite.match,
+}
+SORT_COLUMN = {
+    "token": "code",
+    "string": "value",
+    "quantity": "value",
+    "number": "value",
+    "reference": "target_id",
+    "uri": "value",
+}
 
 
-def supported_params(resource_type: str) -> list[tuple[str, str, str]]:
-    """(name, type, description) of the parameters a type can be searched by, for /metadata."""
-    params = [
-        ("_id", "token", "The logical id of the resource"),
-        ("_lastUpdated", "date", "When the resource version last changed (all prefixes)"),
-    ]
-    if resource_type in WITH_IDENTIFIER:
-        params.append(("identifier", "token", "A business identifier: [system]|[value]"))
-    return params
+@dataclass
+class Include:
+    """One ``_include``/``_revinclude`` (search.html#include)."""
+
+    source_type: str
+    param: str  # "*" for every reference parameter of source_type
+    target_type: str | None
+    iterate: bool
+    reverse: bool
+    raw: str  # the value as given, for the Bundle's links
+
+    def as_param(self) -> tuple[str, str]:
+        name = "_revinclude" if self.reverse else "_include"
+        return (name + ":iterate" if self.iterate else name), self.raw
 
 
 @dataclass
 class SearchRequest:
-    resource_type: str
-    criteria: list[tuple[str, str, str]] = field(default_factory=list)  # (name, modifier, value)
+    resource_types: tuple[str, ...]
+    criteria: list[tuple[str, str, Criterion]] = field(default_factory=list)  # (name, value, c)
     ignored: list[str] = field(default_factory=list)
     count: int = 0
     offset: int = 0
+    snapshot: int | None = None
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
     total: str = "accurate"
     summary: str | None = None
+    elements: list[str] = field(default_factory=list)
+    includes: list[Include] = field(default_factory=list)
+
+    @property
+    def resource_type(self) -> str:
+        return self.resource_types[0]
 
     def applied_query(self) -> list[tuple[str, str]]:
-        """The parameters actually applied, for the Bundle's ``self`` link."""
-        items = [(f"{n}:{m}" if m else n, v) for n, m, v in self.criteria]
+        """The parameters actually applied, for the Bundle's links."""
+        items = [(name, value) for name, value, _c in self.criteria]
+        if len(self.resource_types) > 1 or self.resource_types == ("*",):
+            items.insert(0, ("_type", ",".join(self.resource_types)))
         if self.sort:
             items.append(("_sort", ",".join(("-" if d else "") + p for p, d in self.sort)))
         if self.summary:
             items.append(("_summary", self.summary))
+        if self.elements:
+            items.append(("_elements", ",".join(self.elements)))
+        if self.total != "accurate":
+            items.append(("_total", self.total))
+        items.extend(i.as_param() for i in self.includes)
         items.append(("_count", str(self.count)))
         return items
 
@@ -84,126 +127,227 @@ def _int(name: str, value: str, minimum: int) -> int:
     return int(value)
 
 
-def parse(resource_type: str, items: list[tuple[str, str]], *, strict: bool) -> SearchRequest:
-    request = SearchRequest(resource_type, count=settings.FHIR_DEFAULT_COUNT)
-    for raw_name, value in items:
-        name, _, modifier = raw_name.partition(":")
-        if name in RESULT_PARAMS:
-            if name == "_count":
-                request.count = min(_int("_count", value, 0), settings.FHIR_MAX_COUNT)
-            elif name == "_offset":
-                request.offset = _int("_offset", value, 0)
-            elif name == "_sort":
-                request.sort = _parse_sort(value, strict=strict, ignored=request.ignored)
-            elif name == "_total":
-                if value not in ("none", "estimate", "accurate"):
-                    raise BadRequest("_total must be none, estimate or accurate")
-                request.total = value
-            elif name == "_summary":
-                if value not in ("true", "false", "count", "data", "text"):
-                    raise BadRequest("_summary must be true, false, count, data or text")
-                request.summary = value if value == "count" else None
-                if value not in ("count", "false"):
-                    _refuse_or_ignore(f"_summary={value}", strict, request.ignored)
-            elif name == "_elements":
-                _refuse_or_ignore("_elements", strict, request.ignored)
-            continue
-        if name not in SUPPORTED or (name == "identifier" and resource_type not in WITH_IDENTIFIER):
-            _refuse_or_ignore(raw_name, strict, request.ignored)
-            continue
-        if modifier:
-            _refuse_or_ignore(raw_name, strict, request.ignored)
-            continue
-        if value == "":
-            continue
-        _check_value(name, value)
-        request.criteria.append((name, modifier, value))
-    return request
-
-
-def _refuse_or_ignore(what: str, strict: bool, ignored: list[str]) -> None:
+def _refuse_or_ignore(what: str, strict: bool, ignored: list[str], why: str = "") -> None:
     if strict:
-        raise BadRequest(f"The search parameter '{what}' is not supported", code="not-supported")
+        raise BadRequest(
+            why or f"The search parameter '{what}' is not supported", code="not-supported"
+        )
     ignored.append(what)
 
 
-def _parse_sort(value: str, *, strict: bool, ignored: list[str]) -> list[tuple[str, bool]]:
+def parse(
+    resource_type: str | tuple[str, ...], items: list[tuple[str, str]], *, strict: bool
+) -> SearchRequest:
+    types = (resource_type,) if isinstance(resource_type, str) else tuple(resource_type)
+    request = SearchRequest(types, count=settings.FHIR_DEFAULT_COUNT)
+    for raw_name, value in items:
+        name, _, modifier = raw_name.partition(":")
+        if name in RESULT_PARAMS:
+            _result_param(request, name, modifier, value, strict)
+            continue
+        if value == "":
+            continue
+        try:
+            criterion = parse_criterion(types[0], raw_name, value)
+            for other in types[1:]:
+                parse_criterion(other, raw_name, value)
+        except UnknownParameter as exc:
+            _refuse_or_ignore(raw_name, strict, request.ignored, exc.diagnostics)
+            continue
+        request.criteria.append((raw_name, value, criterion))
+    return request
+
+
+def _result_param(
+    request: SearchRequest, name: str, modifier: str, value: str, strict: bool
+) -> None:
+    if name == "_count":
+        request.count = min(_int("_count", value, 0), settings.FHIR_MAX_COUNT)
+    elif name == "_offset":
+        request.offset = _int("_offset", value, 0)
+    elif name == "_snapshot":
+        request.snapshot = _int("_snapshot", value, 0)
+    elif name == "_sort":
+        request.sort = _parse_sort(request, value, strict)
+    elif name == "_total":
+        if value not in ("none", "estimate", "accurate"):
+            raise BadRequest("_total must be none, estimate or accurate")
+        request.total = value
+    elif name == "_summary":
+        if value not in ("true", "false", "count", "data", "text"):
+            raise BadRequest("_summary must be true, false, count, data or text")
+        request.summary = None if value == "false" else value
+    elif name == "_elements":
+        request.elements = [e.strip() for e in value.split(",") if e.strip()]
+    elif name in ("_include", "_revinclude"):
+        if modifier not in ("", "iterate", "recurse"):
+            raise BadRequest(f"{name}:{modifier} is not a valid modifier (use :iterate)")
+        request.includes.append(_parse_include(request, name, modifier != "", value))
+    else:  # _contained, _containedType
+        _refuse_or_ignore(name, strict, request.ignored)
+
+
+def _parse_include(request: SearchRequest, name: str, iterate: bool, value: str) -> Include:
+    reverse = name == "_revinclude"
+    if value == "*":
+        return Include("*", "*", None, iterate, reverse, value)
+    parts = value.split(":")
+    if len(parts) not in (2, 3):
+        raise BadRequest(f"{name}={value}: use [type]:[parameter] or [type]:[parameter]:[target]")
+    source, param, target = parts[0], parts[1], parts[2] if len(parts) == 3 else None
+    if param != "*":
+        definition = registry.get(source, param)
+        if definition is None or definition.type != "reference":
+            raise BadRequest(f"{name}={value}: {param} is not a reference parameter of {source}")
+    if not iterate and not reverse and source not in request.resource_types:
+        raise BadRequest(
+            f"{name}={value}: the source type must be a type being searched (or use :iterate)"
+        )
+    return Include(source, param, target, iterate, reverse, value)
+
+
+def _parse_sort(request: SearchRequest, value: str, strict: bool) -> list[tuple[str, bool]]:
     keys = []
     for part in value.split(","):
         descending = part.startswith("-")
-        name = part.lstrip("-")
-        if name in SORTABLE:
+        name = part.lstrip("-").strip()
+        if not name:
+            continue
+        if name in ("_id", "_lastUpdated"):
             keys.append((name, descending))
-        elif name:
-            _refuse_or_ignore(f"_sort={name}", strict, ignored)
+            continue
+        param = registry.get(request.resource_type, name)
+        if param is None or param.type not in (*SORT_COLUMN, "date"):
+            _refuse_or_ignore(f"_sort={name}", strict, request.ignored)
+            continue
+        keys.append((name, descending))
     return keys
 
 
-def _check_value(name: str, value: str) -> None:
-    if name == "_lastUpdated":
-        for part in value.split(","):
-            _split_prefix(part)
+# --- building the query --------------------------------------------------------------------
 
 
-def _split_prefix(value: str) -> tuple[str, Interval]:
-    prefix = value[:2] if value[:2] in PREFIXES else "eq"
-    text = value[2:] if value[:2] in PREFIXES else value
-    return prefix, parse_interval(text)
+def criterion_q(ctx: Ctx, criterion: Criterion) -> Q:
+    if criterion.code == "_id":
+        q = Q(logical_id__in=criterion.values)
+        return ~q if criterion.modifier == "not" else q
+    if criterion.code == "_lastUpdated":
+        ors = Q()
+        for value in criterion.values:
+            ors |= date.point_q("last_updated", value)
+        return ors
+    if criterion.type == "has":
+        return _has_q(ctx, criterion)
+    if criterion.type == "reference":
+        return reference.match(ctx, criterion, chain_q=lambda t, c: criterion_q(Ctx((t,)), c))
+    return MATCHERS[criterion.type](ctx, criterion)
 
 
-def _date_q(column: str, value: str) -> Q:
-    """A point-in-time column against a date search value (search.html#prefix)."""
-    prefix, iv = _split_prefix(value)
-    c = column
-    if prefix == "eq":
-        return Q(**{f"{c}__gte": iv.low, f"{c}__lt": iv.high})
-    if prefix == "ne":
-        return Q(**{f"{c}__lt": iv.low}) | Q(**{f"{c}__gte": iv.high})
-    if prefix in ("gt", "sa"):
-        return Q(**{f"{c}__gte": iv.high})
-    if prefix in ("lt", "eb"):
-        return Q(**{f"{c}__lt": iv.low})
-    if prefix == "ge":
-        return Q(**{f"{c}__gte": iv.low})
-    if prefix == "le":
-        return Q(**{f"{c}__lt": iv.high})
-    # ap: within 10% of the distance between the value and now (search.html#prefix).
-    now: datetime = timezone.now()
-    margin = abs(now - iv.low) * 0.1
-    return Q(**{f"{c}__gte": iv.low - margin, f"{c}__lt": iv.high + margin})
+def _has_q(ctx: Ctx, criterion: Criterion) -> Q:
+    """``_has:Observation:patient:code=…`` (search.html#has): referenced by matching sources."""
+    has = criterion.has
+    assert has is not None
+    sources = Resource.objects.filter(resource_type=has.source_type, deleted=False).filter(
+        criterion_q(Ctx((has.source_type,)), has.criterion)
+    )
+    refs = ReferenceIndex.objects.filter(
+        resource_type=has.source_type,
+        param=has.reference_param,
+        target_type__in=ctx.resource_types,
+        resource_id__in=sources.values("pk"),
+    )
+    return Q(logical_id__in=refs.values("target_id"))
 
 
-def _token_q(resource_type: str, param: str, value: str) -> Q:
-    ors = Q()
-    for part in value.split(","):
-        rows = TokenIndex.objects.filter(resource_type=resource_type, param=param)
-        if "|" in part:
-            system, _, code = part.partition("|")
-            rows = (
-                rows.filter(system=system) if code == "" else rows.filter(system=system, code=code)
-            )
-            if code == "" and system == "":
-                raise BadRequest(f"{param}={value!r}: a token needs a code or a system")
-        else:
-            rows = rows.filter(code=part)
-        ors |= Q(pk__in=rows.values("resource_id"))
-    return ors
+_WHERE_PATIENT = re.compile(r"\.where\(resolve\(\) is Patient\)")
+
+
+@cache
+def _scoping_element(resource_type: str) -> str | None:
+    """The element whose Patient reference fills the index rows' ``patient`` column, if single.
+
+    Scoping is exact only when that element holds at most one reference (``Observation.subject``):
+    then every resource matching ``subject=Patient/X`` has X in its rows' ``patient`` column.
+    """
+    codes = registry.compartment_params("Patient", resource_type)
+    if not codes:
+        return None
+    first = registry.get(resource_type, codes[0])
+    if first is None or not first.expression or "|" in first.expression:
+        return None
+    element = _WHERE_PATIENT.sub("", first.expression)
+    name = element.split(".", 1)[1] if "." in element else ""
+    if not name or "." in name or "(" in name:
+        return None
+    from fhir.resources.R4B import get_fhir_model_class
+
+    field_info = get_fhir_model_class(resource_type).model_fields.get(name)
+    if field_info is None or "List" in str(field_info.annotation):
+        return None
+    return element
+
+
+def scoped_patient(request: SearchRequest) -> str | None:
+    """The Patient id a search is limited to by a plain ``patient``/``subject`` criterion."""
+    if len(request.resource_types) != 1:
+        return None
+    element = _scoping_element(request.resource_type)
+    if element is None:
+        return None
+    for _name, _value, c in request.criteria:
+        if c.type != "reference" or c.modifier or c.chain is not None or len(c.values) != 1:
+            continue
+        if c.param is None or _WHERE_PATIENT.sub("", c.param.expression or "") != element:
+            continue
+        value = c.values[0]
+        if "/" in value:
+            kind, _, ident = value.rpartition("/")
+            if kind.rsplit("/", 1)[-1] == "Patient" and ident:
+                return ident
+        elif c.target_type == "Patient" or c.param.targets == ("Patient",):
+            return value
+    return None
 
 
 def apply(request: SearchRequest) -> QuerySet[Resource]:
-    qs = Resource.objects.filter(resource_type=request.resource_type, deleted=False)
-    for name, _modifier, value in request.criteria:
-        if name == "_id":
-            qs = qs.filter(logical_id__in=value.split(","))
-        elif name == "_lastUpdated":
-            ors = Q()
-            for part in value.split(","):
-                ors |= _date_q("last_updated", part)
-            qs = qs.filter(ors)
-        elif name == "identifier":
-            qs = qs.filter(_token_q(request.resource_type, "identifier", value))
-    order = [("-" if desc else "") + SORTABLE[p] for p, desc in request.sort] + ["pk"]
-    return qs.order_by(*order)
+    ctx = Ctx(request.resource_types, scoped_patient(request))
+    if request.resource_types == ("*",):
+        qs = Resource.objects.filter(deleted=False)
+    elif len(request.resource_types) == 1:
+        qs = Resource.objects.filter(resource_type=request.resource_type, deleted=False)
+    else:
+        qs = Resource.objects.filter(resource_type__in=request.resource_types, deleted=False)
+    for _name, _value, criterion in request.criteria:
+        qs = qs.filter(criterion_q(ctx, criterion))
+    if request.snapshot is not None:
+        qs = qs.filter(pk__lte=request.snapshot)
+    order = []
+    for index, (code, descending) in enumerate(request.sort):
+        if code in ("_id", "_lastUpdated"):
+            column = "logical_id" if code == "_id" else "last_updated"
+            order.append(F(column).desc() if descending else F(column).asc())
+            continue
+        alias = f"sort_{index}"
+        qs = qs.annotate(**{alias: _sort_key(request.resource_type, code, descending)})
+        order.append(
+            F(alias).desc(nulls_last=True) if descending else F(alias).asc(nulls_last=True)
+        )
+    return qs.order_by(*order, "pk")
+
+
+def _sort_key(resource_type: str, code: str, descending: bool) -> Subquery:
+    param = registry.get(resource_type, code)
+    assert param is not None
+    model = MODEL_BY_TYPE[param.type]
+    column = SORT_COLUMN.get(param.type) or ("high" if descending else "low")
+    rows = model.objects.filter(resource_id=OuterRef("pk"), param=code)
+    ordered = rows.order_by(f"-{column}" if descending else column).values(column)[:1]
+    return Subquery(ordered)
+
+
+def snapshot_now() -> int:
+    """The newest resource row now: later pages leave out resources created after the first."""
+    return Resource.objects.aggregate(top=Max("pk"))["top"] or 0
 
 
 def match_ids(resource_type: str, query: str, *, limit: int) -> list[str]:
@@ -216,7 +360,22 @@ def match_ids(resource_type: str, query: str, *, limit: int) -> list[str]:
 
 
 def page_query(request: SearchRequest, offset: int) -> str:
-    items = [(k, v) for k, v in request.applied_query() if k != "_offset"]
+    items = request.applied_query()
+    if request.snapshot is not None:
+        items.append(("_snapshot", str(request.snapshot)))
     if offset:
         items.append(("_offset", str(offset)))
     return urlencode(items)
+
+
+def supported_params(resource_type: str) -> list[tuple[str, str, str]]:
+    """(name, type, definition url) of the parameters a type can be searched by, for /metadata."""
+    params = [
+        ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id"),
+        ("_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"),
+    ]
+    from .extract import searchable
+
+    for param in searchable(resource_type):
+        params.append((param.code, param.type, param.url))
+    return params

@@ -1,0 +1,170 @@
+"""Parsing search parameters into criteria (hl7.org/fhir/R4B/search.html).
+
+``name[:modifier]=value[,value]`` becomes a ``Criterion`` with its registry definition, its
+modifier, its OR-ed values (commas split, ``\\,`` kept) and, for a chain
+(``subject:Patient.name=…``) the criterion it applies to the referenced type; ``_has`` is
+parsed into its reverse chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..exceptions import BadRequest
+from ..resource_types import RESOURCE_TYPES
+from . import registry
+from .extract import searchable_codes
+from .registry import SearchParam
+
+# Parameters that select on columns of the resource table, not on index tables.
+COLUMN_PARAMS = {"_id": "token", "_lastUpdated": "date"}
+# Modifiers each type accepts (search.html#modifiers); "missing" is accepted by all.
+MODIFIERS = {
+    "token": {"text", "not", "above", "below", "in", "not-in", "of-type", "missing"},
+    "string": {"exact", "contains", "missing"},
+    "date": {"missing"},
+    "number": {"missing"},
+    "quantity": {"missing"},
+    "reference": {"identifier", "missing", "above", "below"},  # plus :[type]
+    "uri": {"above", "below", "missing"},
+    "composite": {"missing"},
+}
+SUPPORTED_MODIFIERS = {
+    "token": {"text", "not", "of-type", "missing"},
+    "string": {"exact", "contains", "missing"},
+    "date": {"missing"},
+    "number": {"missing"},
+    "quantity": {"missing"},
+    "reference": {"identifier", "missing"},
+    "uri": {"above", "below", "missing"},
+    "composite": {"missing"},
+}
+
+
+@dataclass
+class Criterion:
+    code: str  # the parameter code, e.g. "subject"
+    type: str  # token, string, date, …, or "has"
+    param: SearchParam | None  # None for _id/_lastUpdated/_has
+    modifier: str = ""
+    values: list[str] = field(default_factory=list)  # OR-ed
+    target_type: str | None = None  # reference :[type] modifier or chain type
+    chain: Criterion | None = None  # criterion on the referenced resource
+    has: HasClause | None = None
+
+    @property
+    def raw_name(self) -> str:
+        name = self.code + (f":{self.modifier}" if self.modifier else "")
+        if self.target_type and not self.modifier:
+            name += f":{self.target_type}"
+        if self.chain is not None:
+            name += f".{self.chain.raw_name}"
+        return name
+
+
+@dataclass
+class HasClause:
+    """``_has:Observation:patient:code=…``: resources referenced by matching Observations."""
+
+    source_type: str
+    reference_param: str
+    criterion: Criterion
+
+
+def split_values(value: str) -> list[str]:
+    """Split on commas not escaped with a backslash, then unescape ``\\,`` ``\\|`` ``\\$``."""
+    parts, current, escaped = [], [], False
+    for ch in value:
+        if escaped:
+            current.append(ch if ch in ",|$\\" else "\\" + ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if escaped:
+        current.append("\\")
+    parts.append("".join(current))
+    return parts
+
+
+def split_escaped(value: str, sep: str) -> tuple[str, str | None]:
+    """Split once on an unescaped ``sep`` (``|`` or ``$``); None when there is none."""
+    i = 0
+    while i < len(value):
+        if value[i] == "\\":
+            i += 2
+            continue
+        if value[i] == sep:
+            return value[:i], value[i + 1 :]
+        i += 1
+    return value, None
+
+
+class UnknownParameter(BadRequest):
+    """Raised for a parameter or modifier this server does not know or support."""
+
+    code = "not-supported"
+
+
+def parse_criterion(resource_type: str, name: str, value: str) -> Criterion:
+    """One ``name=value`` pair of a search on ``resource_type``."""
+    if name.startswith("_has:"):
+        return _parse_has(resource_type, name, value)
+    head, dot, rest = name.partition(".")
+    code, _, modifier = head.partition(":")
+    if code in COLUMN_PARAMS:
+        if modifier and modifier != "missing" and not (code == "_id" and modifier == "not"):
+            raise UnknownParameter(f"Modifier :{modifier} is not supported on {code}")
+        return Criterion(code, COLUMN_PARAMS[code], None, modifier, split_values(value))
+    param = registry.get(resource_type, code)
+    if param is None or code not in searchable_codes(resource_type):
+        raise UnknownParameter(f"Unknown search parameter '{code}' for {resource_type}")
+    target_type = None
+    if param.type == "reference" and modifier and modifier in RESOURCE_TYPES:
+        target_type, modifier = modifier, ""
+    if modifier and modifier not in SUPPORTED_MODIFIERS.get(param.type, set()):
+        raise UnknownParameter(
+            f"Modifier :{modifier} is not supported on {param.type} parameter '{code}'"
+        )
+    criterion = Criterion(code, param.type, param, modifier, split_values(value), target_type)
+    if dot:
+        if param.type != "reference":
+            raise BadRequest(f"'{name}': only reference parameters can be chained")
+        targets = [target_type] if target_type else list(param.targets)
+        chained = None
+        for target in targets:
+            try:
+                chained = parse_criterion(target, rest, value)
+                criterion.target_type = criterion.target_type or (
+                    target if len(targets) == 1 else None
+                )
+                break
+            except UnknownParameter:
+                continue
+        if chained is None:
+            raise UnknownParameter(f"'{rest}' is not a parameter of {', '.join(targets)}")
+        criterion.chain = chained
+        criterion.values = []
+    return criterion
+
+
+def _parse_has(resource_type: str, name: str, value: str) -> Criterion:
+    parts = name.split(":", 3)
+    if len(parts) < 4:
+        raise BadRequest(f"'{name}': _has takes _has:[type]:[reference param]:[param]")
+    _, source_type, reference_param, inner_name = parts
+    if source_type not in RESOURCE_TYPES:
+        raise BadRequest(f"'{name}': unknown resource type {source_type}")
+    ref = registry.get(source_type, reference_param)
+    if ref is None or ref.type != "reference":
+        raise BadRequest(
+            f"'{name}': {reference_param} is not a reference parameter of {source_type}"
+        )
+    inner = parse_criterion(source_type, inner_name, value)
+    return Criterion(
+        "_has", "has", None, values=[], has=HasClause(source_type, reference_param, inner)
+    )

@@ -1,0 +1,106 @@
+"""What the per-type modules share: the query context, index-row subqueries, ``:missing``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.db.models import Q, QuerySet
+
+from ...exceptions import BadRequest
+from ...models import (
+    CompositeIndex,
+    DateIndex,
+    NumberIndex,
+    QuantityIndex,
+    ReferenceIndex,
+    StringIndex,
+    TokenIndex,
+    UriIndex,
+)
+from ..params import Criterion
+
+MODEL_BY_TYPE = {
+    "token": TokenIndex,
+    "string": StringIndex,
+    "date": DateIndex,
+    "quantity": QuantityIndex,
+    "number": NumberIndex,
+    "reference": ReferenceIndex,
+    "uri": UriIndex,
+    "composite": CompositeIndex,
+}
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """The types searched, and the Patient the search is scoped to when it is.
+
+    With ``patient`` set, index subqueries filter on the rows' ``patient`` column, so they scan
+    only that patient's rows through the indexes that lead with it.
+    """
+
+    resource_types: tuple[str, ...]
+    patient: str | None = None
+
+
+def rows(ctx: Ctx, model: type, code: str, *, scoped: bool = True) -> QuerySet:
+    qs = model.objects.all()
+    if len(ctx.resource_types) == 1:
+        qs = qs.filter(resource_type=ctx.resource_types[0])
+    else:
+        qs = qs.filter(resource_type__in=ctx.resource_types)
+    if scoped and ctx.patient is not None:
+        qs = qs.filter(patient=ctx.patient)
+    return qs.filter(param=code)
+
+
+def having(qs: QuerySet) -> Q:
+    return Q(pk__in=qs.values("resource_id"))
+
+
+def missing(ctx: Ctx, criterion: Criterion) -> Q:
+    """``:missing=true`` — no value for the parameter; ``false`` — some value (search.html#missing)."""
+    if len(criterion.values) != 1 or criterion.values[0] not in ("true", "false"):
+        raise BadRequest(f"{criterion.raw_name} takes true or false")
+    present = having(rows(ctx, MODEL_BY_TYPE[criterion.type], criterion.code, scoped=False))
+    return ~present if criterion.values[0] == "true" else present
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    if value[:2] in PREFIXES and len(value) > 2 and (value[2].isdigit() or value[2] in "-+."):
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def parse_number(text: str, what: str) -> tuple[float, float, float]:
+    """A search number and its implicit precision range [low, high) (search.html#number)."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise BadRequest(f"{what}: '{text}' is not a number") from None
+    if not number.is_finite():
+        raise BadRequest(f"{what}: '{text}' is not a finite number")
+    exponent = number.as_tuple().exponent
+    half = Decimal(5).scaleb(int(exponent) - 1)
+    return float(number), float(number - half), float(number + half)
+
+
+def compare_point(column: str, prefix: str, n: float, lo: float, hi: float) -> Q:
+    """A point value (quantity, number) against a search number ``n`` whose implicit
+    precision range is [lo, hi) (search.html#prefix)."""
+    if prefix == "eq":
+        return Q(**{f"{column}__gte": lo, f"{column}__lt": hi})
+    if prefix == "ne":
+        return Q(**{f"{column}__lt": lo}) | Q(**{f"{column}__gte": hi})
+    if prefix in ("gt", "sa"):
+        return Q(**{f"{column}__gt": n})
+    if prefix in ("lt", "eb"):
+        return Q(**{f"{column}__lt": n})
+    if prefix == "ge":
+        return Q(**{f"{column}__gte": n})
+    if prefix == "le":
+        return Q(**{f"{column}__lte": n})
+    margin = abs(n) * 0.1  # ap: within 10 % (search.html#prefix)
+    return Q(**{f"{column}__gte": n - margin, f"{column}__lte": n + margin})
