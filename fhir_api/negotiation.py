@@ -51,7 +51,8 @@ class FHIRContentNegotiation(BaseContentNegotiation):
         plain = by_type.get(JSONRenderer.media_type, fhir)
         fmt = request.query_params.get("_format")
         if fmt:
-            chosen = FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower())
+            # An unescaped "+" in a query string reads as a space: _format=application/fhir+json.
+            chosen = FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower().replace(" ", "+"))
             if chosen is None:
                 raise NotAcceptable(
                     f"_format={fmt} is not supported: this server speaks JSON only"
