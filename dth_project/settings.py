@@ -206,7 +206,11 @@ REST_FRAMEWORK = {
         "fhir_api.parsers.FHIRJSONParser",
         "fhir_api.parsers.JSONPatchParser",
     ],
-    "DEFAULT_RENDERER_CLASSES": ["fhir_api.renderers.FHIRJSONRenderer"],
+    # application/json too, for Accept: application/json and _format=application/json.
+    "DEFAULT_RENDERER_CLASSES": [
+        "fhir_api.renderers.FHIRJSONRenderer",
+        "fhir_api.renderers.JSONRenderer",
+    ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "fhir_api.negotiation.FHIRContentNegotiation",
     "EXCEPTION_HANDLER": "fhir_api.exception_handler.fhir_exception_handler",
     "UNAUTHENTICATED_USER": None,
