@@ -35,7 +35,9 @@ class FHIRContentNegotiation(BaseContentNegotiation):
         if not content_type:
             # Many clients post JSON without a Content-Type; FHIR JSON is the only body we take.
             return parsers[0] if parsers else None
-        if content_type == "application/json+fhir":  # the DSTU2 name, still sent by some clients
+        if content_type in JSON_TYPES:
+            # Plain JSON (fhirpy, curl) and the DSTU2 name application/json+fhir are FHIR JSON
+            # too: http.html#mime-type reads json and application/json as the JSON format.
             content_type = "application/fhir+json"
         for parser in parsers:
             if parser.media_type == content_type:
