@@ -96,8 +96,24 @@ class TypeView(FHIRView):
 
     def post(self, request, resource_type: str):
         ctx = self.context(request)
-        if_none_exist = request.META.get("HTTP_IF_NONE_EXIST")
+        if_none_exist = self._if_none_exist(request)
         return self.answer(interactions.create(ctx, resource_type, request.data, if_none_exist))
+
+    @staticmethod
+    def _if_none_exist(request) -> str | None:
+        """The search of a conditional create (hl7.org/fhir/R4B/http.html#ccreate).
+
+        The specification sends it in ``If-None-Exist``; fhirpy (``get_or_create``) and Aidbox
+        send it as the query of the create, ``POST [base]/[type]?[search]``. Ignoring that query
+        would create a duplicate on every retry, so it is the condition too (but not both at once).
+        """
+        header = request.META.get("HTTP_IF_NONE_EXIST")
+        query = condition(request)
+        if header and query:
+            raise BadRequest(
+                "Give a conditional create's search once: in If-None-Exist or in the URL, not both"
+            )
+        return header or query or None
 
     def put(self, request, resource_type: str):
         query = self._condition(request, "update")
