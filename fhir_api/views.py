@@ -7,6 +7,8 @@ as ``FHIRError``s and rendered by ``exception_handler`` as OperationOutcomes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
@@ -158,7 +160,11 @@ class TypeSearchView(FHIRView):
             items += [
                 (k, v) for k, vs in request.data.lists() for v in vs if k not in FORMAT_PARAMS
             ]
-        return self.answer(interactions.search(self.context(request), resource_type, items))
+        # The Bundle's links are GET searches of the type, [base]/[type]?…: a GET of
+        # [base]/[type]/_search?… is not a FHIR interaction (http.html#search).
+        ctx = self.context(request)
+        ctx = replace(ctx, url=f"{ctx.base}/{resource_type}")
+        return self.answer(interactions.search(ctx, resource_type, items))
 
 
 class TypeHistoryView(FHIRView):
