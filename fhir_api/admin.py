@@ -10,7 +10,14 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from . import json_io
-from .models import ApiToken, PatientResource, Resource, ResourceVersion
+from .models import (
+    ApiToken,
+    ImportFile,
+    ImportRejection,
+    PatientResource,
+    Resource,
+    ResourceVersion,
+)
 
 
 def pretty_json(text: str) -> str:
@@ -112,3 +119,39 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset) -> None:
         queryset.update(revoked=True)
+
+
+class RejectionInline(admin.TabularInline):
+    model = ImportRejection
+    fields = ("position", "reason", "created")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ImportFile)
+class ImportFileAdmin(ReadOnlyAdmin):
+    """Files loaded by ``manage.py import_fhir``: progress, counts, and what was rejected."""
+
+    list_display = ("path", "complete", "done", "written", "rejected", "updated_at")
+    list_filter = ("complete",)
+    fields = ("path", "size", "mtime", "complete", "done", "written", "rejected", "updated_at")
+    readonly_fields = fields
+    inlines = [RejectionInline]
+
+
+@admin.register(ImportRejection)
+class ImportRejectionAdmin(ReadOnlyAdmin):
+    """An entry that could not be stored, with its reason and its text as it came."""
+
+    list_display = ("file", "position", "reason", "created")
+    fields = ("file", "position", "reason", "raw_text", "created")
+    readonly_fields = fields
+
+    @admin.display(description="raw")
+    def raw_text(self, obj: ImportRejection):
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.raw[:200_000])

@@ -283,6 +283,48 @@ INDEX_MODELS = (
 )
 
 
+class ImportFile(models.Model):
+    """Progress of ``manage.py import_fhir`` on one file, so that a rerun resumes where it stopped.
+
+    A file is known by its path, size and modification time: a changed file starts over.
+    """
+
+    path = models.CharField(max_length=1000)
+    size = models.BigIntegerField()
+    mtime = models.FloatField()
+    # NDJSON: lines done; a Bundle file: 0 or 1.
+    done = models.BigIntegerField(default=0)
+    complete = models.BooleanField(default=False)
+    written = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "fhir_import_file"
+        constraints = [
+            models.UniqueConstraint(fields=["path", "size", "mtime"], name="fhir_import_file_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.path} ({'complete' if self.complete else f'{self.done} done'})"
+
+
+class ImportRejection(models.Model):
+    """An entry ``import_fhir`` could not store, kept with its reason and raw text."""
+
+    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="rejections")
+    position = models.CharField(max_length=100)  # "line 12", "bundle"
+    reason = models.TextField()
+    raw = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "fhir_import_rejection"
+
+    def __str__(self) -> str:
+        return f"{self.file.path} {self.position}: {self.reason[:80]}"
+
+
 class ApiToken(models.Model):
     """A bearer token for the FHIR API. Only its SHA-256 is stored; the token is shown once."""
 
