@@ -9,5 +9,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", lambda request: redirect("admin:index"), name="home"),
     path("admin/", admin.site.urls),
+    path("", include("devices.urls")),
     path("", include("fhir_api.urls")),
 ]

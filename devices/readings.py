@@ -1,0 +1,270 @@
+"""Readings as the devices send them, checked, converted and mapped to FHIR Observations.
+
+``Reading`` is the one internal form every input (HTTP JSON, Open mHealth, MQTT, files)
+is parsed into. ``check`` rejects what cannot be true of a living person (HR 0 or 400, SpO2
+over 100 %, 60 °C) and converts to the canonical unit; values that are abnormal but possible
+are kept, because they are what the twin watches. ``observation`` builds the Observation by
+construction from the mapping table, with no generic model parse on this path
+(../shared/docs/architecture.md, "The path of a reading").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from fhir_api.search.dates import format_instant
+
+from .mapping import (
+    BLOOD_PRESSURE,
+    DIASTOLIC,
+    EVENTS,
+    GATEWAY_URL,
+    LOINC,
+    MDC,
+    MEASURES,
+    OBSERVATION_CATEGORY,
+    ORIGINAL_VALUE_URL,
+    PHD_CATEGORY,
+    READING_ID_SYSTEM,
+    SYSTOLIC,
+    UCUM,
+    Measure,
+)
+
+# Readings stamped further ahead than this are refused: a device clock gone wrong.
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
+
+class Rejected(ValueError):
+    """A reading that cannot be stored, with the reason a person will read."""
+
+
+@dataclass
+class Reading:
+    type: str
+    time: datetime
+    value: float | None = None
+    unit: str | None = None
+    systolic: float | None = None
+    diastolic: float | None = None
+    reading_id: str | None = None
+    raw: Any = None
+
+
+@dataclass
+class Checked:
+    """A plausible reading in canonical units, with the original value when it was converted."""
+
+    reading: Reading
+    value: Decimal | None
+    systolic: Decimal | None = None
+    diastolic: Decimal | None = None
+    original: tuple[float, str] | None = None
+
+
+def parse_time(text: Any) -> datetime:
+    if not isinstance(text, str) or not text:
+        raise Rejected("time is missing: give an ISO 8601 instant such as 2026-11-27T10:00:00Z")
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejected(f"time '{text}' is not an ISO 8601 instant") from None
+    if value.tzinfo is None:
+        raise Rejected(f"time '{text}' has no time zone: add Z or an offset such as +01:00")
+    return value.astimezone(UTC)
+
+
+def number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise Rejected(f"{what} must be a number")
+    try:
+        result = float(value)
+    except ValueError:
+        raise Rejected(f"{what} '{value}' is not a number") from None
+    if not math.isfinite(result):
+        raise Rejected(f"{what} must be a finite number")
+    return result
+
+
+def _decimal(value: float, places: int = 2) -> Decimal:
+    rounded = round(value, places)
+    if rounded == int(rounded):
+        return Decimal(int(rounded))
+    return Decimal(repr(rounded))
+
+
+def _convert(measure: Measure, value: float, unit: str | None) -> tuple[float, bool]:
+    code = unit or measure.unit
+    for option in measure.units:
+        if option.code == code:
+            converted = option.to_canonical(value)
+            return converted, code != measure.unit
+    accepted = ", ".join(u.code for u in measure.units)
+    raise Rejected(f"{measure.type}: unit '{code}' is not accepted (use one of {accepted})")
+
+
+def _in_range(measure: Measure, value: float, what: str | None = None) -> None:
+    if not measure.low <= value <= measure.high:
+        raise Rejected(
+            f"{what or measure.type} {value:g} {measure.unit} is physiologically impossible"
+            f" (accepted {measure.low:g} to {measure.high:g} {measure.unit})"
+        )
+
+
+def check(reading: Reading, now: datetime | None = None) -> Checked:
+    """Validate and convert; raise ``Rejected`` with the reason otherwise."""
+    now = now or timezone.now()
+    if reading.time > now + FUTURE_TOLERANCE:
+        raise Rejected(f"time {format_instant(reading.time)} is in the future")
+    if reading.type == "blood_pressure":
+        if reading.systolic is None or reading.diastolic is None:
+            raise Rejected("blood_pressure needs systolic and diastolic")
+        sys_v, converted = _convert(BLOOD_PRESSURE, reading.systolic, reading.unit)
+        dia_v, _ = _convert(BLOOD_PRESSURE, reading.diastolic, reading.unit)
+        _in_range(BLOOD_PRESSURE, sys_v, "systolic")
+        _in_range(BLOOD_PRESSURE, dia_v, "diastolic")
+        if dia_v >= sys_v:
+            raise Rejected(f"diastolic {dia_v:g} is not below systolic {sys_v:g}")
+        return Checked(reading, None, _decimal(sys_v, 0), _decimal(dia_v, 0))
+    if reading.type in EVENTS:
+        if reading.type == "battery":
+            level = number(reading.value, "battery")
+            if reading.unit == "1" or (
+                reading.unit is None and 0 <= level <= 1 and level != int(level)
+            ):
+                level *= 100
+            if not 0 <= level <= 100:
+                raise Rejected(f"battery {level:g} % is not between 0 and 100")
+            return Checked(reading, _decimal(level, 0))
+        return Checked(reading, None)
+    measure = MEASURES.get(reading.type)
+    if measure is None:
+        raise Rejected(f"unknown reading type '{reading.type}'")
+    if reading.value is None:
+        raise Rejected(f"{reading.type} has no value")
+    value, converted = _convert(measure, reading.value, reading.unit)
+    _in_range(measure, value)
+    places = 1 if reading.type in ("body_temperature", "body_weight", "body_height") else 2
+    original = (reading.value, reading.unit or measure.unit) if converted else None
+    return Checked(reading, _decimal(value, places), original=original)
+
+
+def identifier(device: str, patient: str, checked: Checked) -> str:
+    """The reading's identifier, from device, patient, type, time and unit (PHD IG): a resend
+    of the same reading gets the same one, and is recognised as a duplicate."""
+    r = checked.reading
+    unit = r.unit or ""
+    key = f"{device}|{patient}|{r.type}|{format_instant(r.time)}|{unit}"
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, str]:
+    return {"system": system, "code": code, "display": display}
+
+
+def _quantity(value: Decimal, measure_unit: str, display: str) -> dict[str, Any]:
+    return {"value": value, "unit": display, "system": UCUM, "code": measure_unit}
+
+
+def observation(
+    checked: Checked,
+    *,
+    patient: str,
+    device_fhir_id: str,
+    key: str,
+    gateway_fhir_id: str | None = None,
+) -> dict[str, Any]:
+    """The FHIR Observation of a checked reading (observation-vitalsigns, PHD IG)."""
+    r = checked.reading
+    obs: dict[str, Any] = {"resourceType": "Observation"}
+    extensions = []
+    if gateway_fhir_id:
+        extensions.append(
+            {"url": GATEWAY_URL, "valueReference": {"reference": f"Device/{gateway_fhir_id}"}}
+        )
+    identifiers = [{"system": READING_ID_SYSTEM, "value": key}]
+    if r.reading_id:
+        identifiers.append(
+            {"system": f"{READING_ID_SYSTEM}:device", "value": str(r.reading_id)[:200]}
+        )
+    obs["identifier"] = identifiers
+    obs["status"] = "final"
+    if r.type in EVENTS:
+        event = EVENTS[r.type]
+        obs["category"] = [{"coding": [_coding(PHD_CATEGORY, "phd", "PHD generated")]}]
+        obs["code"] = {"coding": [_coding(event.system, event.code, event.display)], "text": r.type}
+    elif r.type == "blood_pressure":
+        m = BLOOD_PRESSURE
+        obs["category"] = _categories("vital-signs")
+        obs["code"] = {
+            "coding": [
+                _coding(LOINC, m.loinc, m.display),
+                _coding(MDC, m.mdc or "", m.mdc_display or ""),
+            ],
+            "text": "Blood pressure",
+        }
+    else:
+        m = MEASURES[r.type]
+        obs["category"] = _categories(m.category)
+        codings = [_coding(LOINC, m.loinc, m.display)]
+        codings += [_coding(LOINC, code, display) for code, display in m.extra_loinc]
+        if m.mdc:
+            codings.append(_coding(MDC, m.mdc, m.mdc_display or ""))
+        obs["code"] = {"coding": codings, "text": m.display}
+    obs["subject"] = {"reference": f"Patient/{patient}"}
+    obs["effectiveDateTime"] = format_instant(r.time)
+    obs["device"] = {"reference": f"Device/{device_fhir_id}"}
+    if r.type == "blood_pressure":
+        obs["component"] = [
+            {
+                "code": {
+                    "coding": [
+                        _coding(LOINC, SYSTOLIC[0], SYSTOLIC[1]),
+                        _coding(MDC, SYSTOLIC[2], SYSTOLIC[3]),
+                    ]
+                },
+                "valueQuantity": _quantity(checked.systolic, "mm[Hg]", "mmHg"),
+            },
+            {
+                "code": {
+                    "coding": [
+                        _coding(LOINC, DIASTOLIC[0], DIASTOLIC[1]),
+                        _coding(MDC, DIASTOLIC[2], DIASTOLIC[3]),
+                    ]
+                },
+                "valueQuantity": _quantity(checked.diastolic, "mm[Hg]", "mmHg"),
+            },
+        ]
+    elif r.type == "battery":
+        obs["valueQuantity"] = _quantity(checked.value, "%", "%")
+    elif r.type in EVENTS:
+        obs["valueBoolean"] = True
+    else:
+        m = MEASURES[r.type]
+        obs["valueQuantity"] = _quantity(checked.value, m.unit, m.unit_display)
+        if checked.original is not None:
+            value, unit = checked.original
+            extensions.append(
+                {
+                    "url": ORIGINAL_VALUE_URL,
+                    "valueQuantity": {"value": _decimal(value, 4), "system": UCUM, "code": unit},
+                }
+            )
+    if extensions:
+        obs["extension"] = extensions
+    return obs
+
+
+def _categories(code: str) -> list[dict[str, Any]]:
+    display = {"vital-signs": "Vital Signs", "activity": "Activity"}[code]
+    return [
+        {"coding": [_coding(OBSERVATION_CATEGORY, code, display)]},
+        {"coding": [_coding(PHD_CATEGORY, "phd", "PHD generated")]},
+    ]

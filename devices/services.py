@@ -1,0 +1,326 @@
+"""Write paths of the device registry and of reading ingest.
+
+``ingest`` is where every input ends (HTTP JSON, Open mHealth, MQTT, file imports, replays of
+dead letters): readings are checked and converted (``readings.check``), attributed to the
+patient who wore the device at each reading's time (``Pairing``), mapped to Observations,
+de-duplicated by their deterministic identifier, and written in one transaction with their
+index rows through ``fhir_api.bulk``. Every rejected reading goes to ``DeadLetter`` with its
+reason in the same transaction; nothing is dropped. The twin is told once per batch, after
+commit (``signals.readings_stored``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from fhir_api import bulk, json_io
+from fhir_api import services as fhir_services
+from fhir_api.exceptions import BadRequest, Conflict, NotFound
+from fhir_api.models import Resource
+
+from .mapping import EUI64_SYSTEM
+from .models import DeadLetter, Device, DeviceKey, Pairing, ReadingKey
+from .readings import Checked, Reading, Rejected, check, identifier, observation
+from .signals import readings_stored
+
+
+@dataclass
+class Parsed:
+    """One item of a payload: the reading, or why it could not be read, and its raw form."""
+
+    raw: Any
+    reading: Reading | None = None
+    error: str | None = None
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "reason"}
+    observation_ids: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": len(self.rejected),
+            "rejections": self.rejected,
+        }
+
+
+# --- registry ----------------------------------------------------------------------------
+
+
+def _device_resource(
+    identifier: str, kind: str, model_name: str, manufacturer: str
+) -> dict[str, Any]:
+    """The FHIR Device (PHD IG: the sensor identified by its EUI-64 or serial)."""
+    data: dict[str, Any] = {
+        "resourceType": "Device",
+        "identifier": [{"system": EUI64_SYSTEM, "value": identifier}],
+        "status": "active",
+        "serialNumber": identifier,
+        "type": {
+            "coding": [
+                {
+                    "system": "urn:iso:std:iso:11073:10101",
+                    "code": "65573" if kind == Device.SENSOR else "531981",
+                    "display": "MDC_MOC_VMS_MDS_SIMP"
+                    if kind == Device.SENSOR
+                    else "MDC_MOC_VMS_MDS_AHD",
+                }
+            ]
+        },
+    }
+    if model_name:
+        data["modelNumber"] = model_name
+    if manufacturer:
+        data["manufacturer"] = manufacturer
+    return data
+
+
+def register_device(
+    identifier: str, *, kind: str = Device.SENSOR, model_name: str = "", manufacturer: str = ""
+) -> Device:
+    """Register a device (idempotent on its identifier): a FHIR Device and a registry row."""
+    identifier = identifier.strip()
+    if not identifier or len(identifier) > 100:
+        raise BadRequest("A device identifier (serial or EUI-64) of 1 to 100 characters is needed")
+    with transaction.atomic():
+        existing = Device.objects.select_for_update().filter(identifier=identifier).first()
+        if existing is not None:
+            return existing
+        resource = _device_resource(identifier, kind, model_name, manufacturer)
+        outcome = fhir_services.create(
+            "Device", resource, if_none_exist=f"identifier={EUI64_SYSTEM}|{identifier}"
+        )
+        return Device.objects.create(
+            identifier=identifier,
+            kind=kind,
+            fhir_id=outcome.resource.logical_id,
+            model_name=model_name,
+            manufacturer=manufacturer,
+        )
+
+
+def issue_key(device: Device) -> str:
+    """A new API key for the device; shown once, only its hash is kept."""
+    return DeviceKey.issue(device)[1]
+
+
+def revoke_keys(device: Device) -> int:
+    return DeviceKey.objects.filter(device=device, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+
+
+def authenticate(key: str) -> Device | None:
+    row = (
+        DeviceKey.objects.select_related("device")
+        .filter(key_hash=DeviceKey.hash_key(key), revoked_at=None)
+        .first()
+    )
+    return row.device if row else None
+
+
+def pair(
+    device: Device,
+    patient_id: str,
+    *,
+    start: datetime | None = None,
+    by: str = "",
+    reason: str = "",
+) -> Pairing:
+    """Pair the device to a patient from ``start`` (default now), ending any open pairing then."""
+    start = start or timezone.now()
+    with transaction.atomic():
+        Device.objects.select_for_update().get(pk=device.pk)
+        patient = Resource.objects.filter(
+            resource_type="Patient", logical_id=patient_id, deleted=False
+        ).exists()
+        if not patient:
+            raise NotFound(f"Patient/{patient_id} is not known")
+        later = Pairing.objects.filter(device=device, start__gt=start)
+        if later.exists():
+            raise Conflict("The device has a pairing that starts later: unpair that one first")
+        current = Pairing.objects.filter(device=device, end=None).first()
+        if current is not None:
+            if current.patient_id == patient_id:
+                return current
+            current.end = start
+            current.save(update_fields=["end"])
+        return Pairing.objects.create(
+            device=device, patient_id=patient_id, start=start, created_by=by, reason=reason
+        )
+
+
+def unpair(device: Device, *, end: datetime | None = None, by: str = "") -> Pairing | None:
+    with transaction.atomic():
+        current = Pairing.objects.select_for_update().filter(device=device, end=None).first()
+        if current is None:
+            return None
+        current.end = end or timezone.now()
+        if current.end < current.start:
+            raise BadRequest("A pairing cannot end before it starts")
+        current.save(update_fields=["end"])
+        return current
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+
+def _patient_at(pairings: list[Pairing], moment: datetime) -> str | None:
+    for pairing in pairings:
+        if pairing.covers(moment):
+            return pairing.patient_id
+    return None
+
+
+def _claim(keys: list[str]) -> set[str]:
+    """Claim reading keys; the ones this call claimed (the others are duplicates)."""
+    if not keys:
+        return set()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            values = ",".join(["(%s)"] * len(keys))
+            cursor.execute(
+                f"INSERT INTO devices_reading_key (key) VALUES {values}"
+                " ON CONFLICT (key) DO NOTHING RETURNING key",
+                keys,
+            )
+            return {row[0] for row in cursor.fetchall()}
+    # SQLite runs one write transaction at a time (BEGIN IMMEDIATE), so look, then insert.
+    existing = set(ReadingKey.objects.filter(key__in=keys).values_list("key", flat=True))
+    fresh = [k for k in dict.fromkeys(keys) if k not in existing]
+    ReadingKey.objects.bulk_create([ReadingKey(key=k) for k in fresh])
+    return set(fresh)
+
+
+def dead_letter(source: str, device_identifier: str, reason: str, payload: Any) -> DeadLetter:
+    """Keep something that could not be stored, as it came, with why."""
+    return DeadLetter.objects.create(**_letter(source, device_identifier, reason, payload))
+
+
+def _letter(source: str, device_identifier: str, reason: str, payload: Any) -> dict[str, Any]:
+    text = payload if isinstance(payload, str) else json_io.dumps(payload)
+    return {
+        "source": source,
+        "device_identifier": device_identifier[:100],
+        "reason": reason,
+        "payload": text,
+    }
+
+
+def ingest(
+    device: Device, items: list[Parsed], *, source: str, keep_rejected: bool = True
+) -> IngestResult:
+    """Store a batch of readings from one device; see the module docstring.
+
+    ``keep_rejected=False`` is for replays, whose rejections stay on the dead letter replayed.
+    """
+    result = IngestResult()
+    now = timezone.now()
+    pairings = list(Pairing.objects.filter(device=device))
+    keyed: list[tuple[str, dict[str, Any], Checked]] = []
+    rejections: list[tuple[int, str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.reading is None:
+            rejections.append((index, item.error or "unreadable reading", item.raw))
+            continue
+        try:
+            checked = check(item.reading, now)
+        except Rejected as exc:
+            rejections.append((index, str(exc), item.raw))
+            continue
+        patient = _patient_at(pairings, item.reading.time)
+        if patient is None:
+            rejections.append(
+                (index, "the device was paired to no patient at the reading's time", item.raw)
+            )
+            continue
+        key = identifier(device.identifier, patient, checked)
+        if key in seen:
+            result.duplicate += 1
+            continue
+        seen.add(key)
+        keyed.append(
+            (
+                key,
+                observation(checked, patient=patient, device_fhir_id=device.fhir_id, key=key),
+                checked,
+            )
+        )
+
+    with transaction.atomic():
+        claimed = _claim([k for k, _o, _c in keyed])
+        fresh = [(k, o, c) for k, o, c in keyed if k in claimed]
+        result.duplicate += len(keyed) - len(fresh)
+        # The Observations are correct by construction (tests/test_device_mapping.py validates
+        # every reading type against the R4B models), so the model validation is skipped here.
+        written = bulk.create_many([o for _k, o, _c in fresh], validate=False) if fresh else []
+        result.observation_ids = [w.logical_id for w in written]
+        letters = []
+        for index, reason, raw in rejections:
+            payload = {"device": device.identifier, "reading": raw}
+            letters.append(DeadLetter(**_letter(source, device.identifier, reason, payload)))
+            result.rejected.append({"index": index, "reason": reason})
+        if keep_rejected:
+            DeadLetter.objects.bulk_create(letters)
+        _update_state(device, [c for _k, _o, c in fresh], now)
+        result.accepted = len(written)
+        if written:
+            patients = sorted({o["subject"]["reference"].split("/", 1)[1] for _k, o, _c in fresh})
+            ids = list(result.observation_ids)
+            transaction.on_commit(
+                lambda: readings_stored.send(
+                    sender=Device, device_id=device.pk, patient_ids=patients, observation_ids=ids
+                )
+            )
+    return result
+
+
+def _update_state(device: Device, stored: list[Checked], now: datetime) -> None:
+    fields = {"last_seen": now}
+    battery = [c for c in stored if c.reading.type == "battery"]
+    if battery:
+        latest = max(battery, key=lambda c: c.reading.time)
+        if device.battery_at is None or latest.reading.time >= device.battery_at:
+            fields["battery_level"] = float(latest.value)
+            fields["battery_at"] = latest.reading.time
+    Device.objects.filter(pk=device.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(device, name, value)
+
+
+def replay(letter: DeadLetter, *, by: str = "") -> IngestResult:
+    """Run a dead letter through ingest again (after the device was paired, say)."""
+    from .adapters import parse_payload
+
+    payload = json_io.loads(letter.payload)
+    device_identifier = payload.get("device") if isinstance(payload, dict) else None
+    device = Device.objects.filter(identifier=device_identifier or letter.device_identifier).first()
+    if device is None:
+        raise NotFound(
+            f"Device '{device_identifier or letter.device_identifier}' is not registered"
+        )
+    reading = payload.get("reading") if isinstance(payload, dict) and "reading" in payload else None
+    body = {"device": device.identifier, "readings": [reading]} if reading is not None else payload
+    parsed = parse_payload(body)
+    with transaction.atomic():
+        result = ingest(device, parsed, source="replay", keep_rejected=False)
+        letter.handled_at = timezone.now()
+        letter.handled_by = by
+        letter.outcome = json_io.dumps(result.as_json())
+        if result.rejected:
+            letter.reason = "; ".join(r["reason"] for r in result.rejected)
+        else:
+            letter.status = DeadLetter.REPLAYED
+        letter.save()
+    return result
