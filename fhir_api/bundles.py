@@ -28,6 +28,8 @@ from .search.dates import format_instant, parse_interval
 from .search.query import match_ids
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+# Bundle.entry.request elements that are strings (code, uri, instant) in R4B (bundle.html).
+REQUEST_STRINGS = ("method", "url", "ifNoneMatch", "ifModifiedSince", "ifMatch", "ifNoneExist")
 
 
 def _status_line(code: int) -> str:
@@ -51,8 +53,11 @@ def _patch_operations(body: Any) -> Any:
             raise BadRequest(
                 "A PATCH entry's Binary must have contentType application/json-patch+json"
             )
+        data = body.get("data")
+        if not isinstance(data, str):
+            raise BadRequest("The PATCH entry's Binary.data must be base64 text")
         try:
-            return json_io.loads(base64.b64decode(body.get("data", ""), validate=True))
+            return json_io.loads(base64.b64decode(data, validate=True))
         except (binascii.Error, ValueError):
             raise BadRequest("The PATCH entry's Binary.data is not base64") from None
     if isinstance(body, list):
@@ -65,8 +70,6 @@ def _if_modified_since(request: dict[str, Any]) -> str | None:
     value = request.get("ifModifiedSince")
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise BadRequest("request.ifModifiedSince must be an instant such as 2026-01-31T12:00:00Z")
     return http_date(parse_interval(value).low.timestamp())
 
 
@@ -140,8 +143,12 @@ def _entries(bundle: Any, kind: str) -> list[dict[str, Any]]:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise BadRequest(f"{kind}: Bundle.entry must be a list of objects")
     for index, entry in enumerate(entries):
-        if not isinstance(entry.get("request"), dict):
+        request = entry.get("request")
+        if not isinstance(request, dict):
             raise BadRequest(f"{kind}: entry {index} has no request")
+        for name in REQUEST_STRINGS:
+            if name in request and not isinstance(request[name], str):
+                raise BadRequest(f"{kind}: entry {index} request.{name} must be a string")
     return entries
 
 
