@@ -18,6 +18,10 @@ from .exceptions import BadRequest, Issue, NotFound, UnprocessableEntity
 from .resource_types import RESOURCE_TYPES
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# Strings hold no characters below U+0020 but tab, CR and LF (hl7.org/fhir/R4B/datatypes.html
+# #string); the models do not check it, and PostgreSQL cannot store U+0000 in an index row.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+CONTROL_MESSAGE = "a string may not hold control characters (only tab, CR and LF)"
 
 
 def check_resource_type(resource_type: str) -> None:
@@ -59,10 +63,15 @@ def validate_resource(data: Any, resource_type: str | None = None) -> dict[str, 
     if found not in RESOURCE_TYPES:
         raise UnprocessableEntity(f"Unknown resource type '{found}'", code="not-supported")
     model = get_fhir_model_class(found)
+    issues: list[Issue] = []
     try:
+        issues += [
+            Issue("error", "invalid", f"{path}: {CONTROL_MESSAGE}", (path,))
+            for path in _control_characters(data, found)
+        ]
         model.model_validate(data)
     except ValidationError as exc:
-        issues = [
+        issues += [
             Issue(
                 "error",
                 "invalid" if err["type"] != "extra_forbidden" else "structure",
@@ -71,9 +80,21 @@ def validate_resource(data: Any, resource_type: str | None = None) -> dict[str, 
             )
             for err in exc.errors(include_url=False)
         ]
-        raise UnprocessableEntity(
-            f"The {found} is not valid: {len(issues)} problem(s)", issues=issues
-        ) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise UnprocessableEntity(f"The {found} is not valid: {exc}") from None
+    if issues:
+        raise UnprocessableEntity(
+            f"The {found} is not valid: {len(issues)} problem(s)", issues=issues
+        )
     return data
+
+
+def _control_characters(value: Any, path: str) -> list[str]:
+    """Expressions of the strings in ``value`` that hold a character FHIR strings may not."""
+    if isinstance(value, str):
+        return [path] if CONTROL_RE.search(value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _control_characters(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _control_characters(v, f"{path}[{i}]")]
+    return []
