@@ -227,35 +227,61 @@ def _plan(
     for index, entry in enumerate(entries):
         request = dict(entry["request"])
         requests[index] = request
-        method, url = request.get("method"), request.get("url")
-        if not isinstance(method, str) or not isinstance(url, str):
-            raise BadRequest(f"Entry {index} needs request.method and request.url")
-        parts, query = _split_url(ctx, url)
-        target: str | None = None
-        if method == "POST" and len(parts) == 1:
-            found = None
-            if request.get("ifNoneExist"):
-                services.lock_condition(parts[0], request["ifNoneExist"])
-                found = services.single_match(parts[0], request["ifNoneExist"], "create")
-            assigned[index] = found or services.new_id()
-            target = f"{parts[0]}/{assigned[index]}"
-        elif method == "PUT" and len(parts) == 1 and query:
-            services.lock_condition(parts[0], query)
-            found = services.single_match(parts[0], query, "update")
-            resource = entry.get("resource")
-            body_id = resource.get("id") if isinstance(resource, dict) else None
-            chosen = found or body_id or services.new_id()
-            request["url"] = f"{parts[0]}/{chosen}"
-            target = request["url"]
-        elif method in ("PUT", "PATCH", "DELETE") and len(parts) == 2:
-            target = f"{parts[0]}/{parts[1]}"
-        if target is not None and method != "POST":
+        try:
+            target = _plan_entry(ctx, index, entry, request, assigned)
+        except FHIRError as error:
+            _name_entry(error, index, entry["request"])
+            raise
+        if target is not None and request["method"] != "POST":
             if target in touched:
-                raise BadRequest(f"Entry {index}: {target} is changed by more than one entry")
+                raise BadRequest(
+                    f"Transaction entry {index}: {target} is changed by more than one entry"
+                )
             touched.add(target)
         if target is not None:
             refs.add(entry.get("fullUrl"), target)
     return refs, assigned, requests
+
+
+def _plan_entry(
+    ctx: interactions.Context,
+    index: int,
+    entry: dict[str, Any],
+    request: dict[str, Any],
+    assigned: dict[int, str],
+) -> str | None:
+    """Choose the id of a create and resolve a conditional update; the Type/id it changes."""
+    method, url = request.get("method"), request.get("url")
+    if not isinstance(method, str) or not isinstance(url, str):
+        raise BadRequest("The entry needs request.method and request.url")
+    parts, query = _split_url(ctx, url)
+    if method == "POST" and len(parts) == 1:
+        found = None
+        if request.get("ifNoneExist"):
+            services.lock_condition(parts[0], request["ifNoneExist"])
+            found = services.single_match(parts[0], request["ifNoneExist"], "create")
+        assigned[index] = found or services.new_id()
+        return f"{parts[0]}/{assigned[index]}"
+    if method == "PUT" and len(parts) == 1 and query:
+        services.lock_condition(parts[0], query)
+        found = services.single_match(parts[0], query, "update")
+        resource = entry.get("resource")
+        body_id = resource.get("id") if isinstance(resource, dict) else None
+        chosen = found or body_id or services.new_id()
+        request["url"] = f"{parts[0]}/{chosen}"
+        return request["url"]
+    if method in ("PUT", "PATCH", "DELETE") and len(parts) == 2:
+        return f"{parts[0]}/{parts[1]}"
+    return None
+
+
+def _name_entry(error: FHIRError, index: int, request: dict[str, Any]) -> None:
+    """Prefix an error's diagnostics with the transaction entry it comes from."""
+    prefix = f"Transaction entry {index} ({request.get('method')} {request.get('url')}): "
+    error.diagnostics = prefix + error.diagnostics
+    error.issues = [
+        type(i)(i.severity, i.code, prefix + i.diagnostics, i.expression) for i in error.issues
+    ]
 
 
 def _transaction(ctx: interactions.Context, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -290,16 +316,7 @@ def _transaction(ctx: interactions.Context, entries: list[dict[str, Any]]) -> di
                         body = {**body, "id": _split_url(ctx, request["url"])[0][-1]}
                     answers[index] = route(ctx, request, body)
             except FHIRError as error:
-                method, url = (
-                    entries[index]["request"].get("method"),
-                    entries[index]["request"].get("url"),
-                )
-                prefix = f"Transaction entry {index} ({method} {url}): "
-                error.diagnostics = prefix + error.diagnostics
-                error.issues = [
-                    type(i)(i.severity, i.code, prefix + i.diagnostics, i.expression)
-                    for i in error.issues
-                ]
+                _name_entry(error, index, entries[index]["request"])
                 raise
     return {
         "resourceType": "Bundle",
