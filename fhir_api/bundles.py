@@ -232,13 +232,14 @@ def _plan(
         except FHIRError as error:
             _name_entry(error, index, entry["request"])
             raise
-        if target is not None and request["method"] != "POST":
+        # A create's new id is unique, but a conditional create may resolve to a resource that
+        # another entry changes: overlapping identities fail the transaction (http.html#trules).
+        if target is not None:
             if target in touched:
                 raise BadRequest(
                     f"Transaction entry {index}: {target} is changed by more than one entry"
                 )
             touched.add(target)
-        if target is not None:
             refs.add(entry.get("fullUrl"), target)
     return refs, assigned, requests
 
