@@ -36,7 +36,10 @@ serve: venv
 	$(BIN)/python manage.py migrate --noinput
 	exec $(BIN)/gunicorn dth_project.wsgi -c dth_project/gunicorn.conf.py
 
+# var/ holds the SQLite databases and the live test server's log (tests/conftest.py writes
+# var/live-server.log even when the database is PostgreSQL and settings create no var/).
 test: venv
+	mkdir -p var
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
