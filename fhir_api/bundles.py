@@ -298,15 +298,14 @@ def _transaction(ctx: interactions.Context, entries: list[dict[str, Any]]) -> di
                     body = refs.rewrite(body)
                 if request.get("method") == "POST" and index in assigned:
                     resource_type = _split_url(ctx, request["url"])[0][0]
-                    if request.get("ifNoneExist"):
-                        found = services.single_match(
-                            resource_type, request["ifNoneExist"], "create"
-                        )
-                        if found is not None:
-                            answers[index] = interactions.read(ctx, resource_type, found)
-                            answers[index].status = 200
-                            continue
-                    outcome = services.create(resource_type, body, logical_id=assigned[index])
+                    # A conditional create that finds its match answers 200 as the REST API
+                    # does: location, etag and (unless return=minimal) the resource.
+                    outcome = services.create(
+                        resource_type,
+                        body,
+                        if_none_exist=request.get("ifNoneExist"),
+                        logical_id=assigned[index],
+                    )
                     answers[index] = interactions.write_answer(ctx, outcome, verb="Created")
                 else:
                     if (
