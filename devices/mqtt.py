@@ -1,0 +1,181 @@
+"""The MQTT consumer: readings from ``dth/devices/<device>/readings`` into the ingest service.
+
+QoS 1 with a persistent session (clean_session off, a fixed client id), and each message is
+acknowledged only after the transaction holding its readings has committed: a consumer killed
+mid-batch leaves its messages unacknowledged, the broker sends them again to the restarted
+consumer, and the readings' deterministic identifiers make the second delivery a duplicate
+rather than a second Observation. Messages are gathered into batches (up to ``max_batch``
+readings or ``max_wait`` seconds) so that one transaction serves many messages.
+
+A message body is the HTTP body of ``POST /api/devices/readings`` (our JSON or Open mHealth)
+plus ``"key": "<device key>"``; the key must belong to the device named in the topic.
+Several consumers share the load with ``--shared`` (MQTT shared subscription
+``$share/ingest/…``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+from fhir_api import json_io
+from fhir_api.exception_handler import as_fhir_error
+from fhir_api.exceptions import BadRequest, NotAuthenticated
+
+from . import services
+from .adapters import device_named, parse_payload
+
+log = logging.getLogger(__name__)
+TOPIC = "dth/devices/+/readings"
+
+
+@dataclass
+class Message:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+def broker_address(url: str | None = None) -> tuple[str, int, str | None, str | None]:
+    parsed = urlparse(url or settings.MQTT_URL)
+    if parsed.scheme not in ("mqtt", "tcp", ""):
+        raise ValueError(f"MQTT_URL {url!r}: only mqtt://host:port is supported")
+    return parsed.hostname or "127.0.0.1", parsed.port or 1883, parsed.username, parsed.password
+
+
+def device_of(topic: str) -> str:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "dth" or parts[1] != "devices" or parts[3] != "readings":
+        raise BadRequest(f"topic {topic!r} is not dth/devices/<device>/readings")
+    return parts[2]
+
+
+def handle(message: Message) -> services.IngestResult | None:
+    """Ingest one message; what cannot be stored becomes a dead letter (never an exception)."""
+    text = message.payload.decode("utf-8", "replace")
+    claimed = ""
+    try:
+        claimed = device_of(message.topic)
+        body = json_io.loads(message.payload)
+        key = body.pop("key", None) if isinstance(body, dict) else None
+        device = services.authenticate(key) if isinstance(key, str) else None
+        if device is None or device.identifier != claimed:
+            raise NotAuthenticated(f"no valid key for device '{claimed}' in the message")
+        named = device_named(body)
+        if named is not None and named != claimed:
+            raise BadRequest(f"the message names device '{named}' on the topic of '{claimed}'")
+        return services.ingest(device, parse_payload(body), source="mqtt")
+    except Exception as exc:  # every failure is kept, with its reason, to be replayed
+        error = as_fhir_error(exc)
+        if error.status >= 500:
+            raise
+        services.dead_letter("mqtt", claimed, f"{error.status}: {error.diagnostics}", text)
+        return None
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        client_id: str = "clouddth-ingest",
+        shared: bool = False,
+        max_batch: int = 2000,
+        max_wait: float = 0.05,
+        url: str | None = None,
+    ) -> None:
+        self.host, self.port, user, password = broker_address(url)
+        self.topic = f"$share/ingest/{TOPIC}" if shared else TOPIC
+        self.max_batch, self.max_wait = max_batch, max_wait
+        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.processed = 0
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        client.subscribe(self.topic, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self.inbox.put(Message(msg.mid, msg.qos, msg.topic, msg.payload))
+
+    def _batch(self) -> list[Message]:
+        try:
+            first = self.inbox.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch, readings = [first], 0
+        deadline = time.monotonic() + self.max_wait
+        while readings < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+            readings += max(1, batch[-1].payload.count(b'"time"'))
+        return batch
+
+    def process(self, batch: list[Message]) -> None:
+        """One transaction for the batch, then the acknowledgements."""
+        close_old_connections()
+        with transaction.atomic():
+            for message in batch:
+                with transaction.atomic():
+                    handle(message)
+        for message in batch:
+            if message.qos > 0:
+                self.client.ack(message.mid, message.qos)
+        self.processed += len(batch)
+
+    def run(self, *, until_idle: float | None = None) -> None:
+        """Consume until stopped (or, with ``until_idle``, until no message came for that long)."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        idle_since = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                batch = self._batch()
+                if batch:
+                    self.process(batch)
+                    idle_since = time.monotonic()
+                elif until_idle is not None and time.monotonic() - idle_since > until_idle:
+                    break
+        finally:
+            self.client.loop_stop()
+            self.client.disconnect()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def publish(client: mqtt.Client, device: str, key: str, body: dict[str, Any], qos: int = 1):
+    """Publish readings as a device would (used by the simulator and the tests)."""
+    return client.publish(
+        f"dth/devices/{device}/readings", json_io.dumps({**body, "key": key}), qos=qos
+    )

@@ -1,0 +1,169 @@
+"""Readings over MQTT through the real Mosquitto: stored once, even across a killed consumer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from devices import services
+from devices.models import DeadLetter
+from devices.mqtt import Consumer, broker_address, publish
+from fhir_api.models import Resource
+from tests.conftest import ROOT, _database_url
+
+
+def publisher() -> mqtt.Client:
+    host, port, _u, _p = broker_address()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}"
+    )
+    client.connect(host, port)
+    client.loop_start()
+    return client
+
+
+@pytest.fixture
+def device(transactional_db):
+    from fhir_api import services as fhir
+
+    patient = fhir.create(
+        "Patient", {"resourceType": "Patient", "name": [{"family": "Mqtt"}]}
+    ).resource
+    serial = f"MQTT-{uuid.uuid4().hex[:6]}"
+    dev = services.register_device(serial)
+    from devices.readings import parse_time
+
+    services.pair(dev, patient.logical_id, start=parse_time("2026-01-01T00:00:00Z"))
+    return dev, services.issue_key(dev), patient.logical_id
+
+
+def readings(start: int, n: int) -> list[dict]:
+    return [
+        {
+            "type": "heart_rate",
+            "value": 60 + (i % 40),
+            "unit": "/min",
+            "time": f"2026-11-27T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def test_messages_become_observations_and_bad_ones_dead_letters(device):
+    dev, key, _patient = device
+    client_id = f"test-consumer-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(client_id=client_id)
+    pub = publisher()
+    try:
+        # Subscribe first so the persistent session exists, then publish.
+        import threading
+
+        thread = threading.Thread(target=consumer.run, kwargs={"until_idle": 3.0})
+        thread.start()
+        assert consumer.connected.wait(10)
+        time.sleep(0.3)
+        publish(pub, dev.identifier, key, {"readings": readings(0, 20)}).wait_for_publish(5)
+        publish(pub, dev.identifier, key, {"readings": readings(0, 20)}).wait_for_publish(
+            5
+        )  # resend
+        publish(pub, dev.identifier, "dk_wrong", {"readings": readings(100, 1)}).wait_for_publish(5)
+        pub.publish(f"dth/devices/{dev.identifier}/readings", b"{broken", qos=1).wait_for_publish(5)
+        thread.join(30)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert Resource.objects.filter(resource_type="Observation").count() == 20
+    reasons = list(DeadLetter.objects.filter(source="mqtt").values_list("reason", flat=True))
+    assert len(reasons) == 2
+    assert any(r.startswith("401") for r in reasons) and any(r.startswith("400") for r in reasons)
+
+
+def _open_session(client_id: str) -> None:
+    """Make the consumer's persistent session exist (subscribed) before anything is published,
+    as it would in production, where the consumer runs before devices send."""
+    host, port, _u, _p = broker_address()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    client.connect(host, port)
+    client.loop_start()
+    client.subscribe("dth/devices/+/readings", qos=1)[1]
+    time.sleep(0.5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _end_orphan_sessions() -> None:
+    """A killed process's PostgreSQL session lingers until the server notices; end it now."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
+def _consumer_process(client_id: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REQUIRE_POSTGRES": "0",
+        "SECRET_KEY": "t",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "mqtt_ingest",
+            "--client-id",
+            client_id,
+            "--max-batch",
+            "50",
+            "--until-idle",
+            "4",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(ROOT / "var" / f"{client_id}.log", "a"),
+    )
+
+
+def test_a_consumer_killed_mid_stream_loses_and_duplicates_nothing(device):
+    dev, key, _patient = device
+    client_id = f"test-kill-{uuid.uuid4().hex[:8]}"
+    total_messages, per_message = 120, 25
+    _open_session(client_id)
+    pub = publisher()
+    first = _consumer_process(client_id)
+    try:
+        for m in range(total_messages):
+            publish(pub, dev.identifier, key, {"readings": readings(m * per_message, per_message)})
+        deadline = time.monotonic() + 60
+        while Resource.objects.filter(resource_type="Observation").count() < per_message * 5:
+            assert time.monotonic() < deadline, "the consumer stored nothing"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)  # mid-stream: some batches committed, later ones not
+        first.wait(10)
+        _end_orphan_sessions()
+        stored_at_kill = Resource.objects.filter(resource_type="Observation").count()
+        second = _consumer_process(client_id)  # same client id: the broker redelivers
+        second.wait(120)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    observations = Resource.objects.filter(resource_type="Observation")
+    assert (
+        stored_at_kill < total_messages * per_message
+        or stored_at_kill == total_messages * per_message
+    )
+    assert observations.count() == total_messages * per_message
+    identifiers = [r.content for r in observations]
+    assert len(set(identifiers)) == len(identifiers)
