@@ -79,8 +79,22 @@ def handle(message: Message) -> services.IngestResult | None:
         error = as_fhir_error(exc)
         if error.status >= 500:
             raise
-        services.dead_letter("mqtt", claimed, f"{error.status}: {error.diagnostics}", text)
+        services.dead_letter(
+            "mqtt", claimed, f"{error.status}: {error.diagnostics}", _without_key(text)
+        )
         return None
+
+
+def _without_key(text: str) -> str:
+    """The message as it came, less the device key: a dead letter must not hold a secret."""
+    try:
+        body = json_io.loads(text)
+    except BadRequest:
+        return text
+    if isinstance(body, dict) and "key" in body:
+        body["key"] = "(removed)"
+        return json_io.dumps(body)
+    return text
 
 
 class Consumer:

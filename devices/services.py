@@ -134,20 +134,40 @@ def pair(
     patient_id: str,
     *,
     start: datetime | None = None,
+    end: datetime | None = None,
     by: str = "",
     reason: str = "",
 ) -> Pairing:
-    """Pair the device to a patient from ``start`` (default now), ending any open pairing then."""
+    """Pair the device to a patient from ``start`` (default now).
+
+    Without ``end`` this is the current pairing, and an open pairing to someone else ends at
+    ``start``. With ``end`` it records a past period (to attribute readings that arrived while
+    nobody was paired), which may not overlap any other.
+    """
     start = start or timezone.now()
+    if end is not None and end <= start:
+        raise BadRequest("A pairing must end after it starts")
     with transaction.atomic():
         Device.objects.select_for_update().get(pk=device.pk)
-        patient = Resource.objects.filter(
+        if not Resource.objects.filter(
             resource_type="Patient", logical_id=patient_id, deleted=False
-        ).exists()
-        if not patient:
+        ).exists():
             raise NotFound(f"Patient/{patient_id} is not known")
-        later = Pairing.objects.filter(device=device, start__gt=start)
-        if later.exists():
+        if end is not None:
+            overlapping = Pairing.objects.filter(device=device, start__lt=end).exclude(
+                end__lte=start
+            )
+            if overlapping.exists():
+                raise Conflict("The period overlaps another pairing of this device")
+            return Pairing.objects.create(
+                device=device,
+                patient_id=patient_id,
+                start=start,
+                end=end,
+                created_by=by,
+                reason=reason,
+            )
+        if Pairing.objects.filter(device=device, start__gt=start).exists():
             raise Conflict("The device has a pairing that starts later: unpair that one first")
         current = Pairing.objects.filter(device=device, end=None).first()
         if current is not None:
