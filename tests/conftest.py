@@ -117,12 +117,12 @@ def live_server_url(django_db_setup, django_db_blocker) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
-                requests.get(f"{url}/fhir/metadata", timeout=2)
+                requests.get(f"{url}/fhir/metadata", timeout=10)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         "the live server did not start: see var/live-server.log"
