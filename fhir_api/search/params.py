@@ -72,11 +72,16 @@ class HasClause:
 
 
 def split_values(value: str) -> list[str]:
-    """Split on commas not escaped with a backslash, then unescape ``\\,`` ``\\|`` ``\\$``."""
+    """Split on commas not escaped with a backslash (search.html#escaping).
+
+    ``\\,`` becomes a plain comma; the other escapes (``\\|``, ``\\$``, ``\\\\``) are kept,
+    because ``|`` and ``$`` still separate the parts of a token, quantity or composite value:
+    the type modules split on them with ``split_escaped`` and then ``unescape`` each part.
+    """
     parts, current, escaped = [], [], False
     for ch in value:
         if escaped:
-            current.append(ch if ch in ",|$\\" else "\\" + ch)
+            current.append(ch if ch == "," else "\\" + ch)
             escaped = False
         elif ch == "\\":
             escaped = True
@@ -89,6 +94,22 @@ def split_values(value: str) -> list[str]:
         current.append("\\")
     parts.append("".join(current))
     return parts
+
+
+def unescape(value: str) -> str:
+    """``\\|`` ``\\$`` ``\\,`` ``\\\\`` → ``|`` ``$`` ``,`` ``\\`` in one part of a value
+    (search.html#escaping); other backslashes are left as they are."""
+    if "\\" not in value:
+        return value
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value) and value[i + 1] in ",|$\\":
+            out.append(value[i + 1])
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
 
 
 def split_escaped(value: str, sep: str) -> tuple[str, str | None]:

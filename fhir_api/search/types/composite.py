@@ -12,7 +12,7 @@ from ...exceptions import BadRequest
 from ...models import CompositeIndex
 from .. import registry
 from ..extract import normalize
-from ..params import Criterion, split_escaped
+from ..params import Criterion, split_escaped, unescape
 from .base import Ctx, having, missing, rows
 from .date import value_q as date_q
 from .quantity import quantity_q
@@ -32,7 +32,7 @@ def _second(kind: str, value: str) -> Q:
     if kind == "date":
         return date_q(value, "c2_low", "c2_high")
     if kind == "string":
-        return Q(c2_code__startswith=normalize(value))
+        return Q(c2_code__startswith=normalize(unescape(value)))
     if kind in ("token", "reference", "uri"):
         q = token_value_q(value)
         return Q(**{("c2_" + k): v for k, v in q.children})

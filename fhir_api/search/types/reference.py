@@ -9,13 +9,13 @@ from django.db.models import Q
 from ...exceptions import BadRequest
 from ...models import ReferenceIndex, Resource
 from ..extract import split_reference
-from ..params import Criterion, split_escaped
+from ..params import Criterion, split_escaped, unescape
 from .base import Ctx, having, missing, rows
 
 
 def value_q(value: str, target_type: str | None, targets: tuple[str, ...]) -> Q:
     if value.startswith(("http://", "https://", "urn:")):
-        url_q = Q(url=value) | Q(url=split_escaped(value, "|")[0])
+        url_q = Q(url=unescape(value)) | Q(url=unescape(split_escaped(value, "|")[0]))
         parts = split_reference(value)
         return url_q | (Q(target_type=parts[0], target_id=parts[1]) if parts else Q(pk__in=[]))
     if "/" in value:
@@ -56,11 +56,11 @@ def match(ctx: Ctx, criterion: Criterion, chain_q=None) -> Q:
         if criterion.modifier == "identifier":
             system, code = split_escaped(value, "|")
             if code is None:
-                ors |= Q(identifier_value=value)
+                ors |= Q(identifier_value=unescape(value))
             elif code == "":
-                ors |= Q(identifier_system=system)
+                ors |= Q(identifier_system=unescape(system))
             else:
-                ors |= Q(identifier_system=system, identifier_value=code)
+                ors |= Q(identifier_system=unescape(system), identifier_value=unescape(code))
         else:
             ors |= value_q(value, criterion.target_type, targets)
     return having(qs.filter(ors))

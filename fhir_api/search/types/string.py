@@ -7,7 +7,7 @@ from django.db.models import Q
 
 from ...models import StringIndex
 from ..extract import normalize
-from ..params import Criterion
+from ..params import Criterion, unescape
 from .base import Ctx, having, missing, rows
 
 
@@ -15,7 +15,8 @@ def match(ctx: Ctx, criterion: Criterion) -> Q:
     if criterion.modifier == "missing":
         return missing(ctx, criterion)
     ors = Q()
-    for value in criterion.values:
+    for raw in criterion.values:
+        value = unescape(raw)  # search.html#escaping: \, \| \$ \\ are literal characters
         if criterion.modifier == "exact":
             ors |= Q(exact=value)
         elif criterion.modifier == "contains":
