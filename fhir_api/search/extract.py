@@ -94,7 +94,9 @@ def token_values(node: Node) -> list[tuple[str, str, str | None]]:
             if isinstance(coding, dict) and (coding.get("code") or coding.get("system")):
                 display = coding.get("display")
                 shown = normalize(display) if isinstance(display, str) else None
-                rows.append((_cut(coding.get("system")), _cut(coding.get("code")), text or shown))
+                # :text searches CodeableConcept.text and Coding.display (search.html#token)
+                both = " ".join(t for t in (text, shown) if t)[:255] or None
+                rows.append((_cut(coding.get("system")), _cut(coding.get("code")), both))
         if not rows and text:
             rows.append(("", "", text))
         return rows
