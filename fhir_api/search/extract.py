@@ -500,7 +500,9 @@ def patient_of(resource_type: str, data: dict[str, Any]) -> str | None:
 def extract(resource_type: str, data: dict[str, Any]) -> IndexRows:
     """All index rows of a resource."""
     out = IndexRows(patient=patient_of(resource_type, data))
-    present = {base_name(key) for key in data}
+    # A key is its element's name (birthDate) or, for a choice element, name + type
+    # (effectiveDateTime → effective): keep both, as base_name alone turns birthDate into birth.
+    present = set(data) | {base_name(key) for key in data}
     for step in _plan(resource_type):
         if step.needs is None or not step.needs.isdisjoint(present):
             step.run(data, out)
