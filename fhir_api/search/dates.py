@@ -20,6 +20,11 @@ DATE_RE = re.compile(
 )
 
 
+# A time zone whose + arrived as a space: in a query string an unescaped + means a space
+# (``date=2026-03-05T10:00:00+02:00`` reaches the server as ``…10:00:00 02:00``).
+_SPACED_ZONE = re.compile(r"(T[\d:.]+) (\d{2}:\d{2})$")
+
+
 @dataclass(frozen=True)
 class Interval:
     low: datetime  # inclusive
@@ -38,7 +43,7 @@ def _tz(text: str | None):
 
 def parse_interval(text: str) -> Interval:
     """The interval a FHIR date, dateTime or instant covers; BadRequest if it is not one."""
-    match = DATE_RE.match(text.strip())
+    match = DATE_RE.match(_SPACED_ZONE.sub(r"\1+\2", text.strip()))
     if not match:
         raise BadRequest(f"'{text}' is not a FHIR date, dateTime or instant")
     g = match.groupdict()

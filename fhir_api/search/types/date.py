@@ -19,7 +19,10 @@ from .base import Ctx, having, missing, rows, split_prefix
 
 
 def interval_q(prefix: str, low: datetime, high: datetime, lo: str = "low", hi: str = "high") -> Q:
-    """Target interval [lo, hi) against search interval [low, high)."""
+    """Target interval [lo, hi) against search interval [low, high), as the table of
+    hl7.org/fhir/R4B/search.html#prefix says for ranges: ``ge`` is "the range above the search
+    value overlaps the target, or the search range fully contains it", so a target that starts
+    before the search range and ends inside it is neither ``ge`` nor ``gt`` (``le`` likewise)."""
     if prefix == "eq":  # the target lies within the search range
         return Q(**{f"{lo}__gte": low, f"{hi}__lte": high})
     if prefix == "ne":
@@ -28,10 +31,11 @@ def interval_q(prefix: str, low: datetime, high: datetime, lo: str = "low", hi: 
         return Q(**{f"{hi}__gt": high})
     if prefix == "lt":  # some of the target is before it
         return Q(**{f"{lo}__lt": low})
-    if prefix == "ge":
-        return Q(**{f"{hi}__gt": low})
-    if prefix == "le":
-        return Q(**{f"{lo}__lt": high})
+    within = Q(**{f"{lo}__gte": low, f"{hi}__lte": high})
+    if prefix == "ge":  # gt, or within the search range (not merely reaching into it)
+        return Q(**{f"{hi}__gt": high}) | within
+    if prefix == "le":  # lt, or within the search range
+        return Q(**{f"{lo}__lt": low}) | within
     if prefix == "sa":  # starts after the search range ends
         return Q(**{f"{lo}__gte": high})
     if prefix == "eb":  # ends before it starts
