@@ -6,3 +6,12 @@ from django.apps import AppConfig
 class TwinsConfig(AppConfig):
     name = "twins"
     verbose_name = "Patient twins"
+
+    def ready(self) -> None:
+        from devices.signals import readings_stored
+        from fhir_api.signals import resource_committed
+
+        from . import receivers
+
+        resource_committed.connect(receivers.on_resource, dispatch_uid="twins.on_resource")
+        readings_stored.connect(receivers.on_readings, dispatch_uid="twins.on_readings")

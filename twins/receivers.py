@@ -1,0 +1,40 @@
+"""What makes twins move: every committed write that concerns a patient queues a refresh."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from fhir_api.models import ReferenceIndex
+
+log = logging.getLogger(__name__)
+WATCHED = {"Observation"}
+
+
+def _queue(patient_ids) -> None:
+    from .tasks import refresh_twin
+
+    for patient_id in sorted(set(patient_ids)):
+        try:
+            refresh_twin.delay(patient_id)
+        except Exception:  # a twin that fails to update must not fail the write that fed it
+            log.exception("could not refresh the twin of Patient/%s", patient_id)
+
+
+def on_resource(sender, resource_type: str, logical_id: str, bulk: bool = False, **kwargs) -> None:
+    """A single write through the FHIR API (an EHR, a gateway's bundle)."""
+    if bulk or resource_type not in WATCHED:
+        return
+    patients = ReferenceIndex.objects.filter(
+        resource__resource_type=resource_type,
+        resource__logical_id=logical_id,
+        param="subject",
+        target_type="Patient",
+    ).values_list("target_id", flat=True)
+    _queue(list(patients))
+
+
+def on_readings(sender, patient_ids, **kwargs) -> None:
+    """A batch of device readings (devices.signals.readings_stored), once per batch."""
+    transaction.on_commit(lambda: _queue(patient_ids))

@@ -1,0 +1,449 @@
+"""The diagnosis rules: plain functions over the twin's state, with a registry.
+
+Each rule declares its inputs (vitals or settings it reads), its output and the FHIR coding of
+what it raises, and returns ``Finding``s: one per ongoing problem (``problem`` is the key that
+makes a problem one alert however many readings show it). ``twins.alerts`` turns findings into
+alerts with hysteresis. Clinical sources: ../shared/docs/clinical-reference.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fhir_api.search.dates import parse_interval
+
+from . import news2 as news2_scores
+from .vitals import FRESH_SECONDS, LABELS, UNITS
+
+SNOMED = "http://snomed.info/sct"
+LOCAL = "https://clouddth.example/fhir/CodeSystem/twin-rules"
+
+# Default alert thresholds (low, high), overridable per patient (PatientTwin.thresholds).
+DEFAULT_THRESHOLDS: dict[str, tuple[float | None, float | None]] = {
+    "heart_rate": (40, 130),
+    "respiratory_rate": (8, 25),
+    "oxygen_saturation": (90, None),
+    "body_temperature": (35.0, 39.0),
+    "systolic": (90, 200),
+    "diastolic": (None, 120),
+    "blood_glucose": (70, 300),
+}
+# Below this distance from the baseline a deviation is noise, whatever the MAD says.
+MIN_DEVIATION = {
+    "heart_rate": 20,
+    "respiratory_rate": 6,
+    "oxygen_saturation": 4,
+    "body_temperature": 1.0,
+    "systolic": 25,
+    "diastolic": 15,
+    "blood_glucose": 60,
+}
+EVENT_WINDOW = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Finding:
+    problem: str
+    rule: str
+    severity: int  # 1 low, 2 medium, 3 high
+    summary: str
+    evidence: tuple[str, ...] = ()
+    coding: tuple[str, str, str] = (LOCAL, "twin-alert", "Twin alert")
+
+
+@dataclass
+class Context:
+    """What rules read: the twin's state and settings at the twin's clock."""
+
+    state: dict[str, Any]
+    now: datetime
+    scale: int = 1
+    on_oxygen: bool | None = None
+    consciousness: str | None = None
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    hourly: Callable[[str, int], list[float]] = lambda vital, hours: []
+    news2: news2_scores.Score | None = None
+
+    def latest(self, vital: str, fresh: bool = True) -> float | None:
+        item = self.state.get("latest", {}).get(vital)
+        if item is None:
+            return None
+        if fresh and vital in FRESH_SECONDS:
+            age = (self.now - parse_interval(item["time"]).low).total_seconds()
+            if age > FRESH_SECONDS[vital]:
+                return None
+        return item["value"]
+
+    def evidence(self, *vitals: str) -> tuple[str, ...]:
+        latest = self.state.get("latest", {})
+        return tuple(latest[v]["observation"] for v in vitals if v in latest)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    coding: tuple[str, str, str]
+    evaluate: Callable[[Context], list[Finding]]
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def rule(name: str, inputs: tuple[str, ...], output: str, coding: tuple[str, str, str]):
+    def register(fn: Callable[[Context], list[Finding]]) -> Callable[[Context], list[Finding]]:
+        REGISTRY[name] = Rule(name, inputs, output, coding, fn)
+        return fn
+
+    return register
+
+
+NEWS2_CODING = (SNOMED, news2_scores.NEWS2_CODE[0], news2_scores.NEWS2_CODE[1])
+
+
+def compute_news2(ctx: Context) -> news2_scores.Score:
+    return news2_scores.score(
+        respiratory_rate=ctx.latest("respiratory_rate"),
+        oxygen_saturation=ctx.latest("oxygen_saturation"),
+        systolic_bp=ctx.latest("systolic"),
+        pulse_rate=ctx.latest("heart_rate"),
+        temperature_c=ctx.latest("body_temperature"),
+        on_oxygen=ctx.on_oxygen,
+        consciousness_level=ctx.consciousness or None,
+        scale=ctx.scale,
+    )
+
+
+@rule(
+    "news2",
+    (
+        "respiratory_rate",
+        "oxygen_saturation",
+        "systolic",
+        "heart_rate",
+        "body_temperature",
+        "on_oxygen",
+        "consciousness",
+    ),
+    "Observation (NEWS2 score) and Flag",
+    NEWS2_CODING,
+)
+def news2_rule(ctx: Context) -> list[Finding]:
+    score = ctx.news2 or compute_news2(ctx)
+    severity = {"low-medium": 1, "medium": 2, "high": 3}.get(score.band)
+    if severity is None:
+        return []
+    partial = " (partial)" if score.partial else ""
+    return [
+        Finding(
+            "news2",
+            "news2",
+            severity,
+            f"NEWS2 {score.total}{partial}: {score.band} risk, {score.response}",
+            ctx.evidence(
+                "respiratory_rate",
+                "oxygen_saturation",
+                "systolic",
+                "heart_rate",
+                "body_temperature",
+            ),
+            NEWS2_CODING,
+        )
+    ]
+
+
+@rule(
+    "threshold",
+    tuple(DEFAULT_THRESHOLDS),
+    "Flag",
+    (LOCAL, "threshold", "Vital sign outside its alert threshold"),
+)
+def threshold_rule(ctx: Context) -> list[Finding]:
+    out = []
+    for vital, (low, high) in DEFAULT_THRESHOLDS.items():
+        override = ctx.thresholds.get(vital, {})
+        low, high = override.get("low", low), override.get("high", high)
+        value = ctx.latest(vital)
+        if value is None:
+            continue
+        unit = UNITS.get(vital, "")
+        if low is not None and value < low:
+            out.append(
+                Finding(
+                    f"threshold:{vital}",
+                    "threshold",
+                    2,
+                    f"{LABELS[vital]} {value:g} {unit} below {low:g}",
+                    ctx.evidence(vital),
+                    REGISTRY["threshold"].coding,
+                )
+            )
+        elif high is not None and value > high:
+            out.append(
+                Finding(
+                    f"threshold:{vital}",
+                    "threshold",
+                    2,
+                    f"{LABELS[vital]} {value:g} {unit} above {high:g}",
+                    ctx.evidence(vital),
+                    REGISTRY["threshold"].coding,
+                )
+            )
+    return out
+
+
+@rule(
+    "baseline",
+    tuple(MIN_DEVIATION),
+    "Flag",
+    (LOCAL, "baseline-deviation", "Deviation from the personal baseline"),
+)
+def baseline_rule(ctx: Context) -> list[Finding]:
+    out = []
+    for vital, floor in MIN_DEVIATION.items():
+        base = ctx.state.get("baseline", {}).get(vital)
+        value = ctx.latest(vital)
+        if base is None or value is None:
+            continue
+        # 1.4826 × MAD estimates the standard deviation; 4 of them is far for this patient.
+        limit = max(4 * 1.4826 * base["mad"], floor)
+        if abs(value - base["median"]) > limit:
+            direction = "above" if value > base["median"] else "below"
+            out.append(
+                Finding(
+                    f"baseline:{vital}",
+                    "baseline",
+                    1,
+                    f"{LABELS[vital]} {value:g} is far {direction} this patient's usual {base['median']:g}",
+                    ctx.evidence(vital),
+                    REGISTRY["baseline"].coding,
+                )
+            )
+    return out
+
+
+@rule(
+    "trend",
+    ("heart_rate", "respiratory_rate", "oxygen_saturation"),
+    "Flag",
+    (LOCAL, "sustained-trend", "Sustained trend"),
+)
+def trend_rule(ctx: Context) -> list[Finding]:
+    """A vital moving one way for 6 hours (hourly means): HR or RR rising, SpO2 falling."""
+    out = []
+    for vital, sign, rise in (
+        ("heart_rate", 1, 15),
+        ("respiratory_rate", 1, 5),
+        ("oxygen_saturation", -1, 4),
+    ):
+        means = ctx.hourly(vital, 6)
+        if len(means) < 6:
+            continue
+        steps = [b - a for a, b in itertools.pairwise(means)]
+        if sum(1 for s in steps if s * sign > 0) >= 4 and (means[-1] - means[0]) * sign >= rise:
+            verb = "rising" if sign > 0 else "falling"
+            out.append(
+                Finding(
+                    f"trend:{vital}",
+                    "trend",
+                    1,
+                    f"{LABELS[vital]} {verb} over 6 h ({means[0]:.0f} → {means[-1]:.0f})",
+                    ctx.evidence(vital),
+                    REGISTRY["trend"].coding,
+                )
+            )
+    return out
+
+
+def bp_category(systolic: float, diastolic: float) -> str:
+    """ACC/AHA 2017; with the two in different categories, the higher."""
+    order = ["normal", "elevated", "stage 1", "stage 2", "hypertensive crisis"]
+
+    def sys_cat(s: float) -> str:
+        if s > 180:
+            return "hypertensive crisis"
+        if s >= 140:
+            return "stage 2"
+        if s >= 130:
+            return "stage 1"
+        if s >= 120:
+            return "elevated"
+        return "normal"
+
+    def dia_cat(d: float) -> str:
+        if d > 120:
+            return "hypertensive crisis"
+        if d >= 90:
+            return "stage 2"
+        if d >= 80:
+            return "stage 1"
+        return "normal"
+
+    return max(sys_cat(systolic), dia_cat(diastolic), key=order.index)
+
+
+@rule(
+    "bp_category",
+    ("systolic", "diastolic"),
+    "Flag for a hypertensive crisis",
+    (SNOMED, "706882009", "Hypertensive crisis"),
+)
+def bp_rule(ctx: Context) -> list[Finding]:
+    s, d = ctx.latest("systolic"), ctx.latest("diastolic")
+    if s is None or d is None:
+        return []
+    category = bp_category(s, d)
+    ctx.state["bp_category"] = category
+    if category != "hypertensive crisis":
+        return []
+    return [
+        Finding(
+            "bp:crisis",
+            "bp_category",
+            3,
+            f"Hypertensive crisis: BP {s:g}/{d:g} mmHg",
+            ctx.evidence("systolic"),
+            REGISTRY["bp_category"].coding,
+        )
+    ]
+
+
+@rule(
+    "qsofa",
+    ("systolic", "respiratory_rate", "consciousness"),
+    "Flag",
+    (LOCAL, "qsofa", "qSOFA positive"),
+)
+def qsofa_rule(ctx: Context) -> list[Finding]:
+    """qSOFA (Seymour et al., JAMA 2016): SBP ≤ 100, RR ≥ 22, altered mentation; ≥ 2 is positive.
+
+    Mentation comes only from a clinician; without it qSOFA is scored on the other two.
+    """
+    s, rr = ctx.latest("systolic"), ctx.latest("respiratory_rate")
+    if s is None or rr is None:
+        return []
+    points = (s <= 100) + (rr >= 22) + (ctx.consciousness not in ("", None, "alert"))
+    if points < 2:
+        return []
+    return [
+        Finding(
+            "qsofa",
+            "qsofa",
+            2,
+            f"qSOFA {points}: SBP {s:g}, RR {rr:g}",
+            ctx.evidence("systolic", "respiratory_rate"),
+            REGISTRY["qsofa"].coding,
+        )
+    ]
+
+
+@rule(
+    "device_event",
+    ("fall", "irregular_rhythm"),
+    "Flag at once",
+    (SNOMED, "1912002", "Fall (event)"),
+)
+def event_rule(ctx: Context) -> list[Finding]:
+    out = []
+    for kind, severity, text, coding in (
+        ("fall", 3, "Fall detected by the wearable", (SNOMED, "1912002", "Fall (event)")),
+        (
+            "irregular_rhythm",
+            2,
+            "Irregular rhythm reported by the wearable",
+            (SNOMED, "361137007", "Irregular heart beat"),
+        ),
+    ):
+        event = ctx.state.get("events", {}).get(kind)
+        if event and ctx.now - parse_interval(event["time"]).low <= EVENT_WINDOW:
+            out.append(
+                Finding(
+                    f"event:{kind}",
+                    "device_event",
+                    severity,
+                    f"{text} at {event['time'][11:16]}",
+                    (event["observation"],),
+                    coding,
+                )
+            )
+    return out
+
+
+@rule(
+    "device_state",
+    ("devices",),
+    "Flag",
+    (LOCAL, "device-state", "Wearable not reporting or battery low"),
+)
+def device_rule(ctx: Context) -> list[Finding]:
+    """Data gaps and failing devices, flagged before they fail: silent > 30 min, battery < 15 %
+    or draining faster than 15 %/h."""
+    out = []
+    for device, seen in ctx.state.get("devices", {}).items():
+        last = seen.get("last_seen")
+        if last and ctx.now - parse_interval(last).low > timedelta(minutes=30):
+            minutes = int((ctx.now - parse_interval(last).low).total_seconds() // 60)
+            out.append(
+                Finding(
+                    f"device:silent:{device}",
+                    "device_state",
+                    1,
+                    f"Device/{device} silent for {minutes} min",
+                    (),
+                    REGISTRY["device_state"].coding,
+                )
+            )
+        battery, drain = seen.get("battery"), seen.get("drain_per_hour")
+        if battery is not None and (battery < 15 or (drain is not None and drain > 15)):
+            out.append(
+                Finding(
+                    f"device:battery:{device}",
+                    "device_state",
+                    1,
+                    f"Device/{device} battery {battery:g} %",
+                    (),
+                    REGISTRY["device_state"].coding,
+                )
+            )
+    return out
+
+
+# Findings that describe the same deterioration NEWS2 scores: while NEWS2 raises an alert,
+# they are folded into it, so the clinician gets one alert for one problem, not four.
+FOLDED_INTO_NEWS2 = {
+    "threshold:heart_rate",
+    "threshold:respiratory_rate",
+    "threshold:oxygen_saturation",
+    "threshold:body_temperature",
+    "threshold:systolic",
+    "qsofa",
+}
+
+
+def evaluate(ctx: Context) -> list[Finding]:
+    ctx.news2 = compute_news2(ctx)
+    findings: list[Finding] = []
+    for registered in REGISTRY.values():
+        findings.extend(registered.evaluate(ctx))
+    news2_finding = next((f for f in findings if f.problem == "news2"), None)
+    if news2_finding is None:
+        return findings
+    folded = [f for f in findings if f.problem in FOLDED_INTO_NEWS2]
+    if not folded:
+        return findings
+    merged = Finding(
+        "news2",
+        "news2",
+        max([news2_finding.severity, *(f.severity for f in folded)]),
+        news2_finding.summary + "; " + "; ".join(f.summary for f in folded),
+        tuple(dict.fromkeys(news2_finding.evidence + tuple(e for f in folded for e in f.evidence))),
+        news2_finding.coding,
+    )
+    return [merged] + [
+        f for f in findings if f.problem != "news2" and f.problem not in FOLDED_INTO_NEWS2
+    ]

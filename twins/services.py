@@ -1,0 +1,288 @@
+"""Write paths of the twins app: keeping each twin in step, lifecycle changes, alert triage.
+
+``refresh`` is the one way a twin learns: under a row lock it reads the patient's Observations
+stored since its watermark, applies them (``state.apply``: constant work per reading), updates
+baselines for vitals that started a new hour, runs the rules at the twin's clock (the newest
+reading's time) and reconciles alerts. It is idempotent and order-independent: two refreshes
+of one patient, in any order, apply each Observation once. Celery runs it (``tasks``),
+queued after the commit of every write that concerns the patient.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from fhir_api import json_io
+from fhir_api import services as store
+from fhir_api.exceptions import BadRequest, NotFound
+from fhir_api.models import ReferenceIndex, Resource
+from fhir_api.search.dates import format_instant, parse_interval
+
+from . import alerts, fhir, rules, state
+from .models import STAGES, Alert, AlertAction, LifecycleEvent, PatientTwin, VitalHour
+
+log = logging.getLogger(__name__)
+MAX_PER_REFRESH = 20_000
+NEWS2_EVERY = timedelta(minutes=15)
+
+
+def _new_observations(patient_id: str, watermark: int) -> list[Resource]:
+    pks = ReferenceIndex.objects.filter(
+        resource_type="Observation",
+        param="subject",
+        target_type="Patient",
+        target_id=patient_id,
+        resource_id__gt=watermark,
+    ).values("resource_id")
+    return list(
+        Resource.objects.filter(pk__in=pks, deleted=False)
+        .order_by("pk")
+        .only("pk", "logical_id", "content")[:MAX_PER_REFRESH]
+    )
+
+
+def hourly_means(patient_id: str, clock: datetime):
+    def means(vital: str, hours: int) -> list[float]:
+        since = (clock - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+        rows = VitalHour.objects.filter(
+            patient_id=patient_id, vital=vital, hour__gte=since
+        ).order_by("hour")
+        return [total / n for total, n in rows.values_list("total", "n") if n]
+
+    return means
+
+
+def twin_for(patient_id: str) -> PatientTwin:
+    if not Resource.objects.filter(
+        resource_type="Patient", logical_id=patient_id, deleted=False
+    ).exists():
+        raise NotFound(f"Patient/{patient_id} is not known")
+    twin, _ = PatientTwin.objects.get_or_create(patient_id=patient_id)
+    return twin
+
+
+def refresh(patient_id: str, *, now: datetime | None = None) -> PatientTwin | None:
+    """Apply what is new for the patient and run the rules; see the module docstring."""
+    with transaction.atomic():
+        twin, _ = PatientTwin.objects.get_or_create(patient_id=patient_id)
+        twin = PatientTwin.objects.select_for_update().get(pk=twin.pk)
+        rows = _new_observations(patient_id, twin.applied_upto)
+        if not rows and now is None:
+            return twin
+        batch = state.Batch()
+        observations = [(row.logical_id, json_io.loads(row.content)) for row in rows]
+        state.apply(twin.state, observations, batch)
+        new_hours = batch.save(patient_id)
+        times = [item["time"] for item in twin.state.get("latest", {}).values()]
+        times += [e["time"] for e in twin.state.get("events", {}).values()]
+        clock = max((parse_interval(t).low for t in times), default=timezone.now())
+        if now is not None:
+            clock = max(clock, now)
+        twin.state["clock"] = format_instant(clock)
+        for vital in new_hours & set(state.BASELINED):
+            twin.state.setdefault("baseline", {})[vital] = state.baseline(patient_id, vital, clock)
+        if rows and twin.stage == "registered":
+            _set_stage(twin, "monitored", by="twin", why="first readings received", at=clock)
+        _evaluate(twin, clock)
+        if rows:
+            twin.applied_upto = rows[-1].pk
+        twin.save()
+        return twin
+
+
+def _evaluate(twin: PatientTwin, clock: datetime) -> None:
+    ctx = rules.Context(
+        state=twin.state,
+        now=clock,
+        scale=twin.news2_scale,
+        on_oxygen=twin.on_oxygen,
+        consciousness=twin.consciousness,
+        thresholds=twin.thresholds or {},
+        hourly=hourly_means(twin.patient_id, clock),
+    )
+    findings = rules.evaluate(ctx)
+    score = ctx.news2
+    assert score is not None
+    previous = twin.news2 or {}
+    summary = {
+        "total": score.total,
+        "band": score.band,
+        "colour": score.colour,
+        "partial": score.partial,
+        "missing": score.missing,
+        "assumed": score.assumed,
+        "components": score.components,
+        "response": score.response,
+        "monitoring": score.monitoring,
+        "time": format_instant(clock),
+    }
+    has_inputs = len(score.missing) < 5
+    changed = (previous.get("total"), previous.get("band"), previous.get("partial")) != (
+        score.total,
+        score.band,
+        score.partial,
+    )
+    due = (
+        not previous.get("written")
+        or clock - parse_interval(previous["written"]).low >= NEWS2_EVERY
+    )
+    if has_inputs and (changed or due):
+        derived = list(
+            ctx.evidence(
+                "respiratory_rate",
+                "oxygen_saturation",
+                "systolic",
+                "heart_rate",
+                "body_temperature",
+            )
+        )
+        summary["observation"] = fhir.news2_observation(twin.patient_id, score, clock, derived)
+        summary["written"] = format_instant(clock)
+        if previous.get("band") != score.band:
+            summary["risk_assessment"] = fhir.risk_assessment(
+                twin.patient_id, score, clock, summary["observation"]
+            )
+    else:
+        summary["observation"] = previous.get("observation")
+        summary["written"] = previous.get("written")
+    twin.news2 = summary if has_inputs else None
+    alerts.reconcile(twin.patient_id, findings, clock)
+    worst = (
+        Alert.objects.filter(patient_id=twin.patient_id)
+        .exclude(status=Alert.RESOLVED)
+        .aggregate(m=Max("severity"))["m"]
+        or 0
+    )
+    twin.risk = (score.total if has_inputs else 0) * 10 + worst
+
+
+def _set_stage(
+    twin: PatientTwin, stage: str, *, by: str, why: str, at: datetime | None = None
+) -> LifecycleEvent:
+    at = at or timezone.now()
+    reference = _mirror_stage(twin, stage, at)
+    event = LifecycleEvent.objects.create(
+        patient_id=twin.patient_id,
+        from_stage=twin.stage,
+        to_stage=stage,
+        at=at,
+        by=by,
+        why=why,
+        fhir_reference=reference,
+    )
+    twin.stage, twin.stage_since = stage, at
+    return event
+
+
+def _mirror_stage(twin: PatientTwin, stage: str, at: datetime) -> str:
+    """Monitoring is an EpisodeOfCare (hl7.org/fhir/R4B/episodeofcare.html): active while
+    monitored, finished on discharge or death; a hospital stay is an Encounter."""
+    when = format_instant(at)
+    if stage == "hospitalised":
+        data = {
+            "resourceType": "Encounter",
+            "status": "in-progress",
+            "class": {
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                "code": "IMP",
+                "display": "inpatient encounter",
+            },
+            "subject": {"reference": f"Patient/{twin.patient_id}"},
+            "period": {"start": when},
+        }
+        return "Encounter/" + store.create("Encounter", data).resource.logical_id
+    episode_id = twin.state.get("episode_of_care")
+    status = {"discharged": "finished", "deceased": "finished", "registered": "planned"}.get(
+        stage, "active"
+    )
+    period: dict[str, str] = {"start": twin.state.get("episode_start", when)}
+    if status == "finished":
+        period["end"] = when
+    data = {
+        "resourceType": "EpisodeOfCare",
+        "status": status,
+        "type": [{"text": "CloudDTH remote monitoring"}],
+        "patient": {"reference": f"Patient/{twin.patient_id}"},
+        "period": period,
+    }
+    if episode_id:
+        data["id"] = episode_id
+        store.update("EpisodeOfCare", episode_id, data)
+    else:
+        episode_id = store.create("EpisodeOfCare", data).resource.logical_id
+        twin.state["episode_of_care"], twin.state["episode_start"] = episode_id, when
+    return f"EpisodeOfCare/{episode_id}"
+
+
+def change_stage(patient_id: str, stage: str, *, by: str, why: str) -> LifecycleEvent:
+    if stage not in dict(STAGES):
+        raise BadRequest(f"Unknown lifecycle stage '{stage}'")
+    with transaction.atomic():
+        twin = twin_for(patient_id)
+        twin = PatientTwin.objects.select_for_update().get(pk=twin.pk)
+        event = _set_stage(twin, stage, by=by, why=why)
+        twin.save()
+        return event
+
+
+def update_settings(
+    patient_id: str, *, scale: int, on_oxygen: bool | None, consciousness: str, thresholds: dict
+) -> PatientTwin:
+    """A clinician's settings; the rules run again at once with them."""
+    if scale not in (1, 2):
+        raise BadRequest("NEWS2 scale is 1 or 2")
+    with transaction.atomic():
+        twin = twin_for(patient_id)
+        twin = PatientTwin.objects.select_for_update().get(pk=twin.pk)
+        twin.news2_scale, twin.on_oxygen, twin.consciousness, twin.thresholds = (
+            scale,
+            on_oxygen,
+            consciousness,
+            thresholds,
+        )
+        clock = (
+            parse_interval(twin.state["clock"]).low if twin.state.get("clock") else timezone.now()
+        )
+        _evaluate(twin, clock)
+        twin.save()
+        return twin
+
+
+def act_on_alert(
+    alert_id: int, action: str, user, comment: str = "", assignee: str = ""
+) -> AlertAction:
+    """Acknowledge, assign, escalate, resolve or comment; each recorded as a FHIR Provenance."""
+    if action not in ("acknowledge", "assign", "escalate", "resolve", "comment"):
+        raise BadRequest(f"Unknown alert action '{action}'")
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert_id)
+        now = timezone.now()
+        if alert.status == Alert.RESOLVED and action != "comment":
+            raise BadRequest("The alert is resolved")
+        if action == "acknowledge":
+            alert.status = Alert.ACKNOWLEDGED
+        elif action == "assign":
+            alert.assigned_to = assignee or user.get_username()
+        elif action == "escalate":
+            alert.severity = min(3, alert.severity + 1)
+            alert.status = Alert.ACTIVE
+            alerts._flag(alert, alerts._finding_of(alert))
+        elif action == "resolve":
+            alerts.resolve(alert, now)
+        alert.save()
+        practitioner = fhir.practitioner_for(user.get_username(), user.get_full_name())
+        reference = fhir.provenance(
+            f"Flag/{alert.flag_id}", action, practitioner, now, comment or assignee
+        )
+        return AlertAction.objects.create(
+            alert=alert,
+            action=action,
+            by=user,
+            comment=comment or assignee,
+            fhir_reference=f"Provenance/{reference}",
+        )
