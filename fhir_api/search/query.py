@@ -18,7 +18,9 @@ from functools import cache
 from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
-from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Expression, F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Collate
 
 from ..exceptions import BadRequest
 from ..models import ReferenceIndex, Resource
@@ -324,8 +326,8 @@ def apply(request: SearchRequest) -> QuerySet[Resource]:
     order = []
     for index, (code, descending) in enumerate(request.sort):
         if code in ("_id", "_lastUpdated"):
-            column = "logical_id" if code == "_id" else "last_updated"
-            order.append(F(column).desc() if descending else F(column).asc())
+            key = _bytewise(F("logical_id")) if code == "_id" else F("last_updated")
+            order.append(key.desc() if descending else key.asc())
             continue
         alias = f"sort_{index}"
         qs = qs.annotate(**{alias: _sort_key(request.resource_type, code, descending)})
@@ -341,8 +343,24 @@ def _sort_key(resource_type: str, code: str, descending: bool) -> Subquery:
     model = MODEL_BY_TYPE[param.type]
     column = SORT_COLUMN.get(param.type) or ("high" if descending else "low")
     rows = model.objects.filter(resource_id=OuterRef("pk"), param=code)
-    ordered = rows.order_by(f"-{column}" if descending else column).values(column)[:1]
-    return Subquery(ordered)
+    if param.type in ("date", "quantity", "number"):
+        ordered = rows.order_by(f"-{column}" if descending else column).values(column)[:1]
+        return Subquery(ordered)
+    key = _bytewise(F(column))
+    rows = rows.annotate(sort_key=key).order_by(key.desc() if descending else key.asc())
+    return _bytewise(Subquery(rows.values("sort_key")[:1]))
+
+
+def _bytewise(expression: Expression) -> Expression:
+    """Text compared by code point, the same on every database (search.html#sort).
+
+    PostgreSQL sorts text by the database's collation, which for en_US and ICU locales ignores
+    punctuation and case at first (``s-2`` after ``s 3`` and ``S0``); SQLite compares bytes.
+    ``COLLATE "C"`` makes PostgreSQL compare bytes too, so a sort gives one order everywhere.
+    """
+    if connection.vendor == "postgresql":
+        return Collate(expression, "C")
+    return expression
 
 
 def snapshot_now() -> int:
