@@ -178,7 +178,7 @@ class Simulator:
                 v["dbp"] += 40 * x
                 v["hr"] += 10 * x
             elif e.kind == "fever":
-                v["temp"] += 2.2 * x
+                v["temp"] += 2.6 * x
                 v["hr"] += 15 * x
                 v["rr"] += 3 * x
             elif e.kind == "fall":

@@ -10,4 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
 
 app = Celery("clouddth")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+if not app.conf.broker_url:
+    # Tasks run eagerly in process; the in-memory transport keeps kombu from looking for a
+    # broker on localhost.
+    app.conf.broker_url = "memory://"
 app.autodiscover_tasks()

@@ -77,9 +77,14 @@ def test_baseline_deviation_needs_a_baseline_and_a_real_distance():
 
 
 def test_sustained_trend_over_six_hours():
-    rising = [70, 74, 77, 80, 84, 88]
-    c = ctx({"heart_rate": 88}, hourly=lambda vital, hours: rising if vital == "heart_rate" else [])
+    rising = [82, 86, 90, 93, 96, 99]
+    c = ctx({"heart_rate": 99}, hourly=lambda vital, hours: rising if vital == "heart_rate" else [])
     assert problems(rules.trend_rule(c)) == {"trend:heart_rate": 1}
+    morning = [60, 64, 67, 70, 74, 78]  # the daily rhythm: rising, but to a normal rate
+    c = ctx(
+        {"heart_rate": 78}, hourly=lambda vital, hours: morning if vital == "heart_rate" else []
+    )
+    assert rules.trend_rule(c) == []
     wobbly = [70, 75, 71, 76, 72, 77]
     c = ctx({"heart_rate": 77}, hourly=lambda vital, hours: wobbly if vital == "heart_rate" else [])
     assert rules.trend_rule(c) == []

@@ -236,16 +236,23 @@ def baseline_rule(ctx: Context) -> list[Finding]:
 def trend_rule(ctx: Context) -> list[Finding]:
     """A vital moving one way for 6 hours (hourly means): HR or RR rising, SpO2 falling."""
     out = []
-    for vital, sign, rise in (
-        ("heart_rate", 1, 15),
-        ("respiratory_rate", 1, 5),
-        ("oxygen_saturation", -1, 4),
+    # A rise must also end somewhere abnormal: the daily rhythm lifts a calm patient's heart rate
+    # by 10-15/min every morning, which is no deterioration.
+    for vital, sign, rise, level in (
+        ("heart_rate", 1, 15, 95),
+        ("respiratory_rate", 1, 5, 21),
+        ("oxygen_saturation", -1, 4, 94),
     ):
         means = ctx.hourly(vital, 6)
         if len(means) < 6:
             continue
         steps = [b - a for a, b in itertools.pairwise(means)]
-        if sum(1 for s in steps if s * sign > 0) >= 4 and (means[-1] - means[0]) * sign >= rise:
+        beyond = means[-1] >= level if sign > 0 else means[-1] <= level
+        if (
+            beyond
+            and sum(1 for s in steps if s * sign > 0) >= 4
+            and (means[-1] - means[0]) * sign >= rise
+        ):
             verb = "rising" if sign > 0 else "falling"
             out.append(
                 Finding(
@@ -413,16 +420,38 @@ def device_rule(ctx: Context) -> list[Finding]:
     return out
 
 
-# Findings that describe the same deterioration NEWS2 scores: while NEWS2 raises an alert,
-# they are folded into it, so the clinician gets one alert for one problem, not four.
-FOLDED_INTO_NEWS2 = {
-    "threshold:heart_rate",
-    "threshold:respiratory_rate",
-    "threshold:oxygen_saturation",
-    "threshold:body_temperature",
-    "threshold:systolic",
-    "qsofa",
+# Findings that describe the problem an umbrella finding already names: while the umbrella
+# raises an alert they are folded into it, so the clinician gets one alert for one problem.
+FOLDED = {
+    "news2": {
+        "threshold:heart_rate",
+        "threshold:respiratory_rate",
+        "threshold:oxygen_saturation",
+        "threshold:body_temperature",
+        "threshold:systolic",
+        "qsofa",
+        "trend:heart_rate",
+        "trend:respiratory_rate",
+        "trend:oxygen_saturation",
+    },
+    "bp:crisis": {"threshold:systolic", "threshold:diastolic"},
 }
+
+
+def _fold(findings: list[Finding], umbrella: str, members: set[str]) -> list[Finding]:
+    head = next((f for f in findings if f.problem == umbrella), None)
+    folded = [f for f in findings if f.problem in members]
+    if head is None or not folded:
+        return findings
+    merged = Finding(
+        head.problem,
+        head.rule,
+        max([head.severity, *(f.severity for f in folded)]),
+        head.summary + "; " + "; ".join(f.summary for f in folded),
+        tuple(dict.fromkeys(head.evidence + tuple(e for f in folded for e in f.evidence))),
+        head.coding,
+    )
+    return [merged] + [f for f in findings if f.problem != umbrella and f.problem not in members]
 
 
 def evaluate(ctx: Context) -> list[Finding]:
@@ -430,20 +459,6 @@ def evaluate(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for registered in REGISTRY.values():
         findings.extend(registered.evaluate(ctx))
-    news2_finding = next((f for f in findings if f.problem == "news2"), None)
-    if news2_finding is None:
-        return findings
-    folded = [f for f in findings if f.problem in FOLDED_INTO_NEWS2]
-    if not folded:
-        return findings
-    merged = Finding(
-        "news2",
-        "news2",
-        max([news2_finding.severity, *(f.severity for f in folded)]),
-        news2_finding.summary + "; " + "; ".join(f.summary for f in folded),
-        tuple(dict.fromkeys(news2_finding.evidence + tuple(e for f in folded for e in f.evidence))),
-        news2_finding.coding,
-    )
-    return [merged] + [
-        f for f in findings if f.problem != "news2" and f.problem not in FOLDED_INTO_NEWS2
-    ]
+    for umbrella, members in FOLDED.items():
+        findings = _fold(findings, umbrella, members)
+    return findings
