@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection
 
 from .models import INDEX_MODELS, Resource
-from .search.extract import extract
+from .search.extract import IndexRows, extract
 
 _DELETE_ALL = "; ".join(
     f"DELETE FROM {m._meta.db_table} WHERE resource_id = %(pk)s" for m in INDEX_MODELS
@@ -30,6 +30,14 @@ def delete_indexes(resource: Resource) -> None:
                 )
 
 
+def index_rows(resource_type: str, logical_id: str, data: dict[str, Any]) -> IndexRows:
+    """The index rows of a resource stored as ``logical_id`` (a create ignores the body's id,
+    and a Patient's compartment is its stored id, not the one its body came with)."""
+    if data.get("id") != logical_id:
+        data = {**data, "id": logical_id}
+    return extract(resource_type, data)
+
+
 def write_indexes(resource: Resource, data: dict[str, Any] | None, *, fresh: bool = False) -> None:
     """Replace the index rows of ``resource`` with those of ``data`` (None: deleted).
 
@@ -39,6 +47,6 @@ def write_indexes(resource: Resource, data: dict[str, Any] | None, *, fresh: boo
         delete_indexes(resource)
     if data is None:
         return
-    rows = extract(resource.resource_type, data)
+    rows = index_rows(resource.resource_type, resource.logical_id, data)
     for model, objects in rows.models(resource, resource.resource_type).items():
         model.objects.bulk_create(objects)

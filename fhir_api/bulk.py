@@ -1,0 +1,323 @@
+"""Writing many new resources at once: the fast path for bulk loads, device ingest and imports.
+
+``create_many`` stores a batch of new resources in one transaction and leaves exactly the rows
+the normal write path (``services.create``) would leave for each of them: the current
+``Resource`` row, version 1 in ``ResourceVersion`` (method ``POST``) and every search-index row
+from ``search.extract.extract``. The content is built by ``services._content``, the same
+function every write uses, so only the ``lastUpdated`` instant differs (one per batch).
+
+On PostgreSQL the rows go in with ``COPY … FROM STDIN`` (text format): the ``Resource`` primary
+keys are reserved first from the table's sequence with one ``nextval`` query, so the version
+and index rows can name their resource without a round trip per row. On SQLite the ORM's
+``bulk_create`` does the same, more slowly.
+
+After the transaction commits, ``resource_committed`` is sent once per resource, as after any
+write (with ``bulk=True``), then ``resources_committed`` once for the whole batch; a receiver
+needs only one of the two (see ``signals``).
+
+Only new resources: ids are assigned here (or taken from the data with ``keep_ids=True``, for
+imports whose references already name them) and must not exist yet. An update of an existing
+resource goes through ``services``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .exceptions import Conflict, FHIRError, Issue, UnprocessableEntity
+from .indexing import index_rows
+from .models import INDEX_MODELS, Resource, ResourceVersion
+from .search.extract import COLUMNS, IndexRows
+from .services import _content, new_id
+from .signals import resource_committed, resources_committed
+from .validation import check_id, check_resource_type, validate_resource
+
+# Rows per bulk_create statement on SQLite (its limit on bound variables is 32766).
+SQLITE_BATCH = 500
+# Index columns before the table's own (search.extract.COLUMNS).
+INDEX_HEAD = ("resource_id", "resource_type", "param", "patient")
+RESOURCE_COLUMNS = (
+    "id",
+    "resource_type",
+    "logical_id",
+    "version_id",
+    "last_updated",
+    "deleted",
+    "content",
+)
+VERSION_COLUMNS = (
+    "resource_id",
+    "resource_type",
+    "logical_id",
+    "version_id",
+    "last_updated",
+    "deleted",
+    "method",
+    "content",
+)
+
+
+class Written(NamedTuple):
+    """One stored resource: its type, id, primary key and (always 1) version."""
+
+    resource_type: str
+    logical_id: str
+    pk: int
+    version_id: int = 1
+
+
+class BulkInvalid(UnprocessableEntity):
+    """Some entries of a batch are not valid resources; nothing of the batch was written.
+
+    ``rejected`` holds (position in the batch, the entry's error) for every invalid entry.
+    """
+
+    def __init__(self, rejected: list[tuple[int, FHIRError]]) -> None:
+        issues = []
+        for position, error in rejected:
+            for issue in error.issues:
+                issues.append(
+                    Issue(
+                        issue.severity,
+                        issue.code,
+                        f"entry {position}: {issue.diagnostics}",
+                        issue.expression,
+                    )
+                )
+        super().__init__(
+            f"{len(rejected)} of the resources are not valid; none was written", issues=issues
+        )
+        self.rejected = rejected
+
+
+def _items(items: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Entries as (resource_type, data): each given as such a pair or as the resource itself."""
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            out.append((item.get("resourceType"), item))
+        else:
+            resource_type, data = item
+            out.append((resource_type, data))
+    return out
+
+
+def check(
+    items: Sequence[tuple[str, dict[str, Any]]], *, validate: bool = True, keep_ids: bool = False
+) -> list[tuple[int, FHIRError]]:
+    """The entries that cannot be written, with why (validation as ``services.create`` does)."""
+    rejected: list[tuple[int, FHIRError]] = []
+    for position, (resource_type, data) in enumerate(items):
+        try:
+            check_resource_type(resource_type)
+            if validate:
+                validate_resource(data, resource_type)
+            elif not isinstance(data, dict) or data.get("resourceType") != resource_type:
+                raise UnprocessableEntity(f"entry is not a {resource_type} resource")
+            if keep_ids:
+                check_id(data.get("id") if isinstance(data.get("id"), str) else "")
+        except FHIRError as exc:
+            rejected.append((position, exc))
+    return rejected
+
+
+def create_many(
+    items: Iterable[Any],
+    *,
+    validate: bool = True,
+    keep_ids: bool = False,
+    indexes: Sequence[IndexRows] | None = None,
+) -> list[Written]:
+    """Store new resources in one transaction; the same rows as ``services.create`` for each.
+
+    ``items``: resources (dicts with ``resourceType``) or (resource_type, data) pairs.
+    ``validate=False`` skips the ``fhir.resources`` validation, for data known to be valid
+    (it is most of the CPU of a write); ``keep_ids=True`` stores each resource under the id in
+    its data instead of a new one. ``indexes``: the index rows of each entry, in order, when
+    the caller built them by construction (device ingest: ``devices.indexrows``, tested equal
+    to ``extract``'s); None extracts them here. Raises ``BulkInvalid`` (422) listing every
+    invalid entry, or ``Conflict`` (409) when a kept id exists already, and writes nothing then.
+    """
+    entries = _items(items)
+    rejected = check(entries, validate=validate, keep_ids=keep_ids)
+    if rejected:
+        raise BulkInvalid(rejected)
+    if not entries:
+        return []
+    ids = [data["id"] if keep_ids else new_id() for _rt, data in entries]
+    now = timezone.now()
+    contents = [
+        _content(resource_type, lid, data, 1, now)
+        for (resource_type, data), lid in zip(entries, ids, strict=True)
+    ]
+    if indexes is None:
+        indexes = [
+            index_rows(resource_type, lid, data)
+            for (resource_type, data), lid in zip(entries, ids, strict=True)
+        ]
+    elif len(indexes) != len(entries):
+        raise ValueError(f"{len(indexes)} index rows for {len(entries)} resources")
+    types = [resource_type for resource_type, _data in entries]
+    with transaction.atomic():
+        if keep_ids:
+            _refuse_existing(types, ids)
+        if connection.vendor == "postgresql":
+            pks = _copy_all(types, ids, contents, indexes, now)
+        else:
+            pks = _orm_all(types, ids, contents, indexes, now)
+        written = [Written(t, i, pk) for t, i, pk in zip(types, ids, pks, strict=True)]
+        transaction.on_commit(lambda: _announce(written))
+    return written
+
+
+def _announce(written: list[Written]) -> None:
+    for w in written:
+        resource_committed.send(
+            sender=Resource,
+            resource_type=w.resource_type,
+            logical_id=w.logical_id,
+            version_id=w.version_id,
+            deleted=False,
+            bulk=True,
+        )
+    resources_committed.send(sender=Resource, resources=written)
+
+
+def _refuse_existing(types: list[str], ids: list[str]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key in zip(types, ids, strict=True):
+        if key in seen:
+            raise Conflict(f"{key[0]}/{key[1]} appears twice in the batch")
+        seen.add(key)
+    by_type: dict[str, list[str]] = {}
+    for resource_type, lid in seen:
+        by_type.setdefault(resource_type, []).append(lid)
+    for resource_type, lids in by_type.items():
+        for start in range(0, len(lids), SQLITE_BATCH):
+            found = Resource.objects.filter(
+                resource_type=resource_type, logical_id__in=lids[start : start + SQLITE_BATCH]
+            ).values_list("logical_id", flat=True)[:1]
+            if found:
+                raise Conflict(
+                    f"{resource_type}/{found[0]} exists already: bulk writes only create"
+                )
+
+
+# --- SQLite (and any other database): the ORM ---------------------------------------------------
+
+
+def _orm_all(
+    types: list[str], ids: list[str], contents: list[str], indexes: list[IndexRows], now
+) -> list[int]:
+    resources = [
+        Resource(
+            resource_type=t, logical_id=i, version_id=1, last_updated=now, deleted=False, content=c
+        )
+        for t, i, c in zip(types, ids, contents, strict=True)
+    ]
+    if connection.features.can_return_rows_from_bulk_insert:
+        Resource.objects.bulk_create(resources, batch_size=SQLITE_BATCH)
+    else:  # pragma: no cover - SQLite before 3.35
+        for resource in resources:
+            resource.save(force_insert=True)
+    ResourceVersion.objects.bulk_create(
+        [
+            ResourceVersion(
+                resource=r,
+                resource_type=r.resource_type,
+                logical_id=r.logical_id,
+                version_id=1,
+                last_updated=now,
+                deleted=False,
+                method="POST",
+                content=r.content,
+            )
+            for r in resources
+        ],
+        batch_size=SQLITE_BATCH,
+    )
+    by_model: dict[type, list] = {}
+    for resource, rows in zip(resources, indexes, strict=True):
+        for model, objects in rows.models(resource, resource.resource_type).items():
+            by_model.setdefault(model, []).extend(objects)
+    for model, objects in by_model.items():
+        model.objects.bulk_create(objects, batch_size=SQLITE_BATCH)
+    return [r.pk for r in resources]
+
+
+# --- PostgreSQL: COPY --------------------------------------------------------------------------
+
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _field(value: Any) -> str:
+    """One value in COPY's text format (what psycopg2 would send for the ORM's parameter)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return repr(value)
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _line(values: Iterable[Any]) -> str:
+    return "\t".join(map(_field, values)) + "\n"
+
+
+def _copy(cursor, table: str, columns: Sequence[str], buffer: io.StringIO) -> None:
+    buffer.seek(0)
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+
+
+def _reserve_pks(cursor, n: int) -> list[int]:
+    """``n`` primary keys for new ``Resource`` rows, from the table's own sequence."""
+    table = Resource._meta.db_table
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+        [table, n],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _copy_all(
+    types: list[str], ids: list[str], contents: list[str], indexes: list[IndexRows], now
+) -> list[int]:
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg2's own cursor, for copy_expert
+        pks = _reserve_pks(cursor, len(types))
+        stamp = now.isoformat()
+        resources, versions = io.StringIO(), io.StringIO()
+        for pk, t, i, c in zip(pks, types, ids, contents, strict=True):
+            t_, i_, c_ = _field(t), _field(i), _field(c)
+            resources.write(f"{pk}\t{t_}\t{i_}\t1\t{stamp}\tf\t{c_}\n")
+            versions.write(f"{pk}\t{t_}\t{i_}\t1\t{stamp}\tf\tPOST\t{c_}\n")
+        _copy(cursor, Resource._meta.db_table, RESOURCE_COLUMNS, resources)
+        _copy(cursor, ResourceVersion._meta.db_table, VERSION_COLUMNS, versions)
+        buffers = {model: io.StringIO() for model in INDEX_MODELS}
+        for pk, resource_type, rows in zip(pks, types, indexes, strict=True):
+            head = f"{pk}\t{_field(resource_type)}\t"
+            patient = "\t" + _field(rows.patient) + "\t"
+            for model, table_rows in rows.rows.items():
+                write = buffers[model].write
+                for row in table_rows:
+                    write(head + _field(row[0]) + patient + "\t".join(map(_field, row[1:])) + "\n")
+        for model, buffer in buffers.items():
+            if buffer.tell():
+                _copy(cursor, model._meta.db_table, (*INDEX_HEAD, *COLUMNS[model]), buffer)
+    return pks
