@@ -493,16 +493,22 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _postgres_pids() -> list[int]:
+def _postgres_pids(database: str | None) -> list[int]:
+    """The backends serving ``database`` (``postgres: … user database host`` in ps), or with
+    no database every PostgreSQL process, other users' included."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() in ("postgres", "postmaster"):
-                        pids.append(int(entry))
+                    if f.read().strip() not in ("postgres", "postmaster"):
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    words = f.read().replace(b"\0", b" ").decode(errors="replace").split()
             except OSError:
-                pass
+                continue
+            if database is None or database in words:
+                pids.append(int(entry))
     return pids
 
 
@@ -516,15 +522,16 @@ def _machine_busy() -> tuple[int, int]:
 class CPUMeter:
     """CPU seconds used by the server's processes, PostgreSQL and the whole machine."""
 
-    def __init__(self, server_pid: int | None) -> None:
+    def __init__(self, server_pid: int | None, database: str | None) -> None:
         self.server_pid = server_pid
+        self.database = database
 
     def snapshot(self) -> dict:
         server = {}
         if self.server_pid:
             for pid in [self.server_pid, *_children(self.server_pid)]:
                 server[pid] = _ticks(pid)
-        pg = {pid: _ticks(pid) for pid in _postgres_pids()}
+        pg = {pid: _ticks(pid) for pid in _postgres_pids(self.database)}
         busy, total = _machine_busy()
         return {"server": server, "pg": pg, "busy": busy, "total": total}
 
@@ -655,6 +662,30 @@ class OwnServer:
             "PORT": str(self.port),
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        # None (another bench's arguments): the environment's Celery settings as they are.
+        self.tasks = getattr(args, "tasks", None)
+        if self.tasks == "broker":
+            self.env["CELERY_BROKER_URL"] = args.broker_url
+        elif self.tasks == "eager":  # no broker: tasks (twin refreshes) run inside the request
+            self.env.pop("CELERY_BROKER_URL", None)
+
+    def purge_tasks(self) -> None:
+        """Drop queued tasks, so that no worker ever runs the bench's against a dropped database."""
+        if self.tasks != "broker":
+            return
+        out = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "dth_project", "purge", "-f"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"cannot purge the Celery queue at {self.args.broker_url} (is the broker up? or"
+                f" use --tasks eager):\n{out.stdout}{out.stderr}"
+            )
 
     def manage(self, *argv: str) -> str:
         out = subprocess.run(
@@ -673,6 +704,7 @@ class OwnServer:
         print(f"database {self.args.db_name}: dropping, creating, migrating …", flush=True)
         recreate_database(self.args.pg_url, self.args.db_name)
         self.manage("migrate", "--noinput")
+        self.purge_tasks()
         token = (
             self.manage("issue_token", "bench", "--name", "bench/crud.py").strip().splitlines()[-1]
         )
@@ -725,6 +757,8 @@ class OwnServer:
                 self.proc.wait(timeout=10)
         if self.proc is not None:
             self.log.close()
+        with contextlib.suppress(Exception):
+            self.purge_tasks()
         if not self.args.keep_db:
             with contextlib.suppress(Exception):
                 recreate_database(self.args.pg_url, self.args.db_name, drop_only=True)
@@ -776,6 +810,17 @@ def report(runs: list[dict[str, Summary]], args) -> dict:
     title = f"median of {len(runs)} runs" if len(runs) > 1 else "1 run"
     print()
     print(f"CRUD benchmark: {args.clients} clients, {args.duration:g} s per workload, {title}")
+    if not args.url:
+        print(
+            "server: gunicorn with dth_project/gunicorn.conf.py"
+            + (" " + " ".join(args.gunicorn_arg) if args.gunicorn_arg else "")
+            + "; Celery tasks "
+            + (
+                f"queued to {args.broker_url}, not run"
+                if args.tasks == "broker"
+                else "run eagerly in the request"
+            )
+        )
     head = (
         f"{'workload':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'client':>8}{'server':>8}{'postgres':>9}{'machine':>9}{'srv ms':>8}{'pg ms':>7}"
@@ -809,7 +854,8 @@ def report(runs: list[dict[str, Summary]], args) -> dict:
         print(line)
     print(
         "client/server/postgres/machine: CPU cores busy during the workload, of "
-        f"{os.cpu_count()} (machine: everything, other users included);\n"
+        f"{os.cpu_count()} (postgres: the backends of the database; machine: everything, other"
+        " users included);\n"
         "srv ms, pg ms: CPU milliseconds per request in the server's processes and in PostgreSQL"
     )
     read, floor = figures.get("read", {}).get("rate"), figures.get("psycopg2 read", {}).get("rate")
@@ -874,6 +920,19 @@ def parse_args(argv=None):
         default=[],
         help="extra gunicorn argument, repeatable (e.g. --gunicorn-arg=-w3)",
     )
+    p.add_argument(
+        "--tasks",
+        choices=["broker", "eager"],
+        default="broker",
+        help="own server: Celery tasks (the twin refresh after each Observation) go to"
+        " --broker-url and are purged unrun, as in production where workers run them (broker);"
+        " or run inside the request, as with no broker configured (eager)",
+    )
+    p.add_argument(
+        "--broker-url",
+        default=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14"),
+        help="broker for --tasks broker (redis://127.0.0.1:6379/14)",
+    )
     p.add_argument("--server-log", default=str(ROOT / "var" / "bench-server.log"))
     p.add_argument("--json", help="also write the median figures to this file")
     args = p.parse_args(argv)
@@ -881,7 +940,7 @@ def parse_args(argv=None):
         p.error("--url needs --token")
     if args.clients < 1 or args.duration <= 0 or args.repeat < 1:
         p.error("--clients, --duration and --repeat must be positive")
-    for url in filter(None, [args.url, args.database_url, args.pg_url]):
+    for url in filter(None, [args.url, args.database_url, args.pg_url, args.broker_url]):
         host = urllib.parse.urlsplit(url).hostname or ""
         if host not in LOOPBACK:
             p.error(f"{url}: only loopback addresses are benchmarked (127.0.0.1, localhost, ::1)")
@@ -908,7 +967,8 @@ def main(argv=None) -> int:
             workloads.remove("pg")
         target.patient_ref = make_patient(target)
         clients = Clients(args.clients, target)
-        meter = CPUMeter(server_pid)
+        database = urllib.parse.urlsplit(db_url).path.lstrip("/") if db_url else None
+        meter = CPUMeter(server_pid, database)
         ids = [target.patient_ref]
         if args.warmup > 0:
             print(f"warm-up: {args.warmup:g} s of mix", flush=True)

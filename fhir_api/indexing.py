@@ -6,12 +6,14 @@ a write and a reindex run the same code and cannot disagree.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.db import connection
+from django.db.models import Field
 
 from .models import INDEX_MODELS, Resource
-from .search.extract import IndexRows, extract
+from .search.extract import COLUMNS, IndexRows, extract
 
 _DELETE_ALL = "; ".join(
     f"DELETE FROM {m._meta.db_table} WHERE resource_id = %(pk)s" for m in INDEX_MODELS
@@ -50,3 +52,42 @@ def write_indexes(resource: Resource, data: dict[str, Any] | None, *, fresh: boo
     rows = index_rows(resource.resource_type, resource.logical_id, data)
     for model, objects in rows.models(resource, resource.resource_type).items():
         model.objects.bulk_create(objects)
+
+
+# --- PostgreSQL: the index rows of a new resource in the statement that inserts it -------------
+
+
+@cache
+def _insert_template(model: type) -> tuple[str, tuple[Field, ...]]:
+    """One table's INSERT for the resource of the CTE ``r``, a parameter array per column.
+
+    The arrays are cast to the columns' types as Django's own bulk insert does on PostgreSQL.
+    """
+    fields = tuple(model._meta.get_field(name) for name in ("param", *COLUMNS[model]))
+    names = ", ".join(f.column for f in fields)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    patient = model._meta.get_field("patient").db_type(connection)
+    sql = (
+        f"INSERT INTO {model._meta.db_table} (resource_id, resource_type, patient, {names})"
+        f" SELECT r.id, r.resource_type, %s::{patient}, u.* FROM r, UNNEST({arrays}) AS u"
+    )
+    return sql, fields
+
+
+def insert_ctes(rows: IndexRows) -> tuple[list[str], list[Any]]:
+    """CTEs that insert ``rows`` for the resource a CTE named ``r`` inserted (returning its
+    ``id`` and ``resource_type``), and their parameters: one round trip for every table.
+
+    Values are prepared by their fields (``get_db_prep_save``), as ``bulk_create`` does.
+    """
+    ctes: list[str] = []
+    params: list[Any] = []
+    for model, table_rows in rows.rows.items():
+        if not table_rows:
+            continue
+        sql, fields = _insert_template(model)
+        params.append(rows.patient)
+        for field, values in zip(fields, zip(*table_rows, strict=True), strict=True):
+            params.append([field.get_db_prep_save(value, connection) for value in values])
+        ctes.append(f"i{len(ctes)} AS ({sql})")
+    return ctes, params

@@ -17,6 +17,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.dispatch import Signal
 
 
 class Resource(models.Model):
@@ -325,6 +326,23 @@ class ImportRejection(models.Model):
         return f"{self.file.path} {self.position}: {self.reason[:80]}"
 
 
+# Sent after a bulk write to API tokens (QuerySet.update, bulk_update), which sends no
+# post_save: the authentication cache forgets what it knew (fhir_api.authentication).
+api_tokens_changed = Signal()
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        count = super().update(**kwargs)
+        api_tokens_changed.send(sender=ApiToken)
+        return count
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        count = super().bulk_update(objs, fields, batch_size=batch_size)
+        api_tokens_changed.send(sender=ApiToken)
+        return count
+
+
 class ApiToken(models.Model):
     """A bearer token for the FHIR API. Only its SHA-256 is stored; the token is shown once."""
 
@@ -334,6 +352,8 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=8, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     revoked = models.BooleanField(default=False)
+
+    objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         verbose_name = "API token"

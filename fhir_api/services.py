@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import json_io
 from .exceptions import BadRequest, Gone, NotFound, PreconditionFailed, UnprocessableEntity
-from .indexing import write_indexes
+from .indexing import index_rows, insert_ctes, write_indexes
 from .models import Resource, ResourceVersion
 from .search.dates import format_instant
 from .search.query import match_ids
@@ -90,6 +90,10 @@ def _store(
     now = timezone.now()
     version = 1 if current is None else current.version_id + 1
     content = "" if data is None else _content(resource_type, logical_id, data, version, now)
+    if current is None and connection.vendor == "postgresql":
+        current = _insert_new(resource_type, logical_id, now, data, content, method)
+        _announce(current)
+        return current
     if current is None:
         current = Resource.objects.create(
             resource_type=resource_type,
@@ -120,6 +124,36 @@ def _store(
     write_indexes(current, data, fresh=fresh)
     _announce(current)
     return current
+
+
+# A new resource, its first version and its index rows in one statement (PostgreSQL): the
+# same rows as the ORM path of _store, in one round trip instead of one per table.
+_INSERT_NEW = (
+    "WITH r AS (INSERT INTO fhir_resource"
+    " (resource_type, logical_id, version_id, last_updated, deleted, content)"
+    " VALUES (%s, %s, 1, %s, %s, %s) RETURNING *),"
+    " v AS (INSERT INTO fhir_resource_version"
+    " (resource_id, resource_type, logical_id, version_id, last_updated, deleted, method, content)"
+    " SELECT id, resource_type, logical_id, version_id, last_updated, deleted, %s, content FROM r)"
+)
+
+
+def _insert_new(
+    resource_type: str, logical_id: str, now, data: dict[str, Any] | None, content: str, method: str
+) -> Resource:
+    sql = _INSERT_NEW
+    params: list[Any] = [resource_type, logical_id, now, data is None, content, method]
+    if data is not None:
+        ctes, index_params = insert_ctes(index_rows(resource_type, logical_id, data))
+        if ctes:
+            sql += ", " + ", ".join(ctes)
+        params += index_params
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " SELECT id FROM r", params)
+        pk = cursor.fetchone()[0]
+    return Resource.from_db(
+        connection.alias, None, [pk, resource_type, logical_id, 1, now, data is None, content]
+    )
 
 
 def _locked(resource_type: str, logical_id: str) -> Resource | None:
