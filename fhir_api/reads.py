@@ -24,7 +24,6 @@ from .search.dates import format_instant, parse_interval
 from .search.shape import shape
 from .validation import check_id, check_resource_type
 
-
 # The read is the hottest query of the server: written once instead of built by the ORM on
 # every request (which cost more CPU than the rest of a read). The values pass through the
 # same database converters the ORM applies (SQLite returns text for dates and 0/1 for bools).
