@@ -85,8 +85,10 @@ def test_sustained_trend_over_six_hours():
         {"heart_rate": 78}, hourly=lambda vital, hours: morning if vital == "heart_rate" else []
     )
     assert rules.trend_rule(c) == []
-    wobbly = [70, 75, 71, 76, 72, 77]
-    c = ctx({"heart_rate": 77}, hourly=lambda vital, hours: wobbly if vital == "heart_rate" else [])
+    wobbly = [80, 90, 86, 96, 99, 101]  # an active afternoon: up and down
+    c = ctx(
+        {"heart_rate": 101}, hourly=lambda vital, hours: wobbly if vital == "heart_rate" else []
+    )
     assert rules.trend_rule(c) == []
 
 

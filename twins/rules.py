@@ -247,12 +247,10 @@ def trend_rule(ctx: Context) -> list[Finding]:
         if len(means) < 6:
             continue
         steps = [b - a for a, b in itertools.pairwise(means)]
-        beyond = means[-1] >= level if sign > 0 else means[-1] <= level
-        if (
-            beyond
-            and sum(1 for s in steps if s * sign > 0) >= 4
-            and (means[-1] - means[0]) * sign >= rise
-        ):
+        # Sustained: every hour further than the one before, and the last two both abnormal
+        # (an hour of exercise lifts one hourly mean, not six in a row).
+        beyond = all((m >= level) if sign > 0 else (m <= level) for m in means[-2:])
+        if beyond and all(s * sign > 0 for s in steps) and (means[-1] - means[0]) * sign >= rise:
             verb = "rising" if sign > 0 else "falling"
             out.append(
                 Finding(

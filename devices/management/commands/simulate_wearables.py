@@ -90,14 +90,19 @@ class Command(BaseCommand):
         if patients < 1 or rate <= 0:
             raise CommandError("--patients and --rate must be positive")
         start = timezone.now()
+        speed = rate / (patients * READINGS_PER_SECOND_PER_PATIENT)
+        # Faster than real time, simulated time starts in the past so that readings are never
+        # stamped in the future (which the ingest refuses); once it catches up with the clock it
+        # runs in real time. Episode times count from the simulated start.
+        ahead = timedelta(seconds=(duration or 3600) * max(0.0, speed - 1))
+        sim_start = start - min(ahead, timedelta(hours=24))
         try:
-            episodes = [parse_episode(e, start) for e in episode]
+            episodes = [parse_episode(e, sim_start) for e in episode]
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         people = setup(patients, seed)
         keys = {device: key for _p, device, key in people}
         simulator = Simulator([device for _p, device, _k in people], seed=seed, episodes=episodes)
-        speed = rate / (patients * READINGS_PER_SECOND_PER_PATIENT)
         send = self._sender(via, url, keys)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -108,19 +113,20 @@ class Command(BaseCommand):
         )
         sent = 0
         if backfill > 0:
-            t0 = start - timedelta(hours=backfill)
+            t0 = sim_start - timedelta(hours=backfill)
             for hour in range(int(backfill * 60)):
                 sent += send(
                     simulator.readings(
                         t0 + timedelta(minutes=hour), t0 + timedelta(minutes=hour + 1)
                     )
                 )
-        sim_time, began = start, time.monotonic()
+        sim_time, began = sim_start, time.monotonic()
         while not stop["now"] and (duration <= 0 or time.monotonic() - began < duration):
             tick = time.monotonic()
-            window_end = sim_time + timedelta(seconds=speed)
-            sent += send(simulator.readings(sim_time, window_end))
-            sim_time = window_end
+            window_end = min(sim_time + timedelta(seconds=speed), timezone.now())
+            if window_end > sim_time:
+                sent += send(simulator.readings(sim_time, window_end))
+                sim_time = window_end
             time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
         self.stderr.write(f"sent {sent} reading(s)")
 
