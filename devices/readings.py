@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.utils import timezone
@@ -67,6 +68,10 @@ class Checked:
     systolic: Decimal | None = None
     diastolic: Decimal | None = None
     original: tuple[float, str] | None = None
+    instant: str = field(init=False)  # the reading's time as FHIR writes an instant
+
+    def __post_init__(self) -> None:
+        self.instant = format_instant(self.reading.time)
 
 
 def parse_time(text: Any) -> datetime:
@@ -161,7 +166,7 @@ def identifier(device: str, patient: str, checked: Checked) -> str:
     of the same reading gets the same one, and is recognised as a duplicate."""
     r = checked.reading
     unit = r.unit or ""
-    key = f"{device}|{patient}|{r.type}|{format_instant(r.time)}|{unit}"
+    key = f"{device}|{patient}|{r.type}|{checked.instant}|{unit}"
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
@@ -173,6 +178,39 @@ def _quantity(value: Decimal, measure_unit: str, display: str) -> dict[str, Any]
     return {"value": value, "unit": display, "system": UCUM, "code": measure_unit}
 
 
+@cache
+def _coded(kind: str) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[dict[str, Any], ...]]:
+    """(category, code, component codes) of a reading type: the same for every reading of it.
+
+    Shared by every Observation of the type, so never to be changed in place.
+    """
+    if kind in EVENTS:
+        event = EVENTS[kind]
+        category = [{"coding": [_coding(PHD_CATEGORY, "phd", "PHD generated")]}]
+        code = {"coding": [_coding(event.system, event.code, event.display)], "text": kind}
+        return category, code, ()
+    if kind == "blood_pressure":
+        m = BLOOD_PRESSURE
+        code = {
+            "coding": [
+                _coding(LOINC, m.loinc, m.display),
+                _coding(MDC, m.mdc or "", m.mdc_display or ""),
+            ],
+            "text": "Blood pressure",
+        }
+        components = tuple(
+            {"coding": [_coding(LOINC, part[0], part[1]), _coding(MDC, part[2], part[3])]}
+            for part in (SYSTOLIC, DIASTOLIC)
+        )
+        return _categories("vital-signs"), code, components
+    m = MEASURES[kind]
+    codings = [_coding(LOINC, m.loinc, m.display)]
+    codings += [_coding(LOINC, code, display) for code, display in m.extra_loinc]
+    if m.mdc:
+        codings.append(_coding(MDC, m.mdc, m.mdc_display or ""))
+    return _categories(m.category), {"coding": codings, "text": m.display}, ()
+
+
 def observation(
     checked: Checked,
     *,
@@ -181,73 +219,52 @@ def observation(
     key: str,
     gateway_fhir_id: str | None = None,
 ) -> dict[str, Any]:
-    """The FHIR Observation of a checked reading (observation-vitalsigns, PHD IG)."""
+    """The FHIR Observation of a checked reading (observation-vitalsigns, PHD IG).
+
+    The category and code parts are shared between the Observations of a type (``_coded``):
+    serialise the result or copy it before changing it.
+    """
     r = checked.reading
-    obs: dict[str, Any] = {"resourceType": "Observation"}
-    extensions = []
-    if gateway_fhir_id:
-        extensions.append(
-            {"url": GATEWAY_URL, "valueReference": {"reference": f"Device/{gateway_fhir_id}"}}
-        )
+    kind = r.type
+    category, code, components = _coded(kind)
     identifiers = [{"system": READING_ID_SYSTEM, "value": key}]
     if r.reading_id:
         identifiers.append(
             {"system": f"{READING_ID_SYSTEM}:device", "value": str(r.reading_id)[:200]}
         )
-    obs["identifier"] = identifiers
-    obs["status"] = "final"
-    if r.type in EVENTS:
-        event = EVENTS[r.type]
-        obs["category"] = [{"coding": [_coding(PHD_CATEGORY, "phd", "PHD generated")]}]
-        obs["code"] = {"coding": [_coding(event.system, event.code, event.display)], "text": r.type}
-    elif r.type == "blood_pressure":
-        m = BLOOD_PRESSURE
-        obs["category"] = _categories("vital-signs")
-        obs["code"] = {
-            "coding": [
-                _coding(LOINC, m.loinc, m.display),
-                _coding(MDC, m.mdc or "", m.mdc_display or ""),
-            ],
-            "text": "Blood pressure",
-        }
-    else:
-        m = MEASURES[r.type]
-        obs["category"] = _categories(m.category)
-        codings = [_coding(LOINC, m.loinc, m.display)]
-        codings += [_coding(LOINC, code, display) for code, display in m.extra_loinc]
-        if m.mdc:
-            codings.append(_coding(MDC, m.mdc, m.mdc_display or ""))
-        obs["code"] = {"coding": codings, "text": m.display}
-    obs["subject"] = {"reference": f"Patient/{patient}"}
-    obs["effectiveDateTime"] = format_instant(r.time)
-    obs["device"] = {"reference": f"Device/{device_fhir_id}"}
-    if r.type == "blood_pressure":
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "identifier": identifiers,
+        "status": "final",
+        "category": category,
+        "code": code,
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": checked.instant,
+        "device": {"reference": f"Device/{device_fhir_id}"},
+    }
+    extensions = []
+    if gateway_fhir_id:
+        extensions.append(
+            {"url": GATEWAY_URL, "valueReference": {"reference": f"Device/{gateway_fhir_id}"}}
+        )
+    if components:
+        systolic, diastolic = components
         obs["component"] = [
             {
-                "code": {
-                    "coding": [
-                        _coding(LOINC, SYSTOLIC[0], SYSTOLIC[1]),
-                        _coding(MDC, SYSTOLIC[2], SYSTOLIC[3]),
-                    ]
-                },
+                "code": systolic,
                 "valueQuantity": _quantity(checked.systolic, "mm[Hg]", "mmHg"),
             },
             {
-                "code": {
-                    "coding": [
-                        _coding(LOINC, DIASTOLIC[0], DIASTOLIC[1]),
-                        _coding(MDC, DIASTOLIC[2], DIASTOLIC[3]),
-                    ]
-                },
+                "code": diastolic,
                 "valueQuantity": _quantity(checked.diastolic, "mm[Hg]", "mmHg"),
             },
         ]
-    elif r.type == "battery":
+    elif kind == "battery":
         obs["valueQuantity"] = _quantity(checked.value, "%", "%")
-    elif r.type in EVENTS:
+    elif kind in EVENTS:
         obs["valueBoolean"] = True
     else:
-        m = MEASURES[r.type]
+        m = MEASURES[kind]
         obs["valueQuantity"] = _quantity(checked.value, m.unit, m.unit_display)
         if checked.original is not None:
             value, unit = checked.original

@@ -23,6 +23,7 @@ from fhir_api import services as fhir_services
 from fhir_api.exceptions import BadRequest, Conflict, NotFound
 from fhir_api.models import Resource
 
+from .indexrows import observation_rows
 from .mapping import EUI64_SYSTEM
 from .models import DeadLetter, Device, DeviceKey, Pairing, ReadingKey
 from .readings import Checked, Reading, Rejected, check, identifier, observation
@@ -283,8 +284,17 @@ def ingest(
         fresh = [(k, o, c) for k, o, c in keyed if k in claimed]
         result.duplicate += len(keyed) - len(fresh)
         # The Observations are correct by construction (tests/test_device_mapping.py validates
-        # every reading type against the R4B models), so the model validation is skipped here.
-        written = bulk.create_many([o for _k, o, _c in fresh], validate=False) if fresh else []
+        # every reading type against the R4B models), so the model validation is skipped here,
+        # and so are their index rows (indexrows, tested equal to the generic extraction's).
+        written = (
+            bulk.create_many(
+                [o for _k, o, _c in fresh],
+                validate=False,
+                indexes=[observation_rows(c, o) for _k, o, c in fresh],
+            )
+            if fresh
+            else []
+        )
         result.observation_ids = [w.logical_id for w in written]
         letters = []
         for index, reason, raw in rejections:

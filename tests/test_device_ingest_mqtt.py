@@ -13,10 +13,18 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from devices import services
+from devices.mapping import READING_ID_SYSTEM
 from devices.models import DeadLetter
 from devices.mqtt import Consumer, broker_address, publish
 from fhir_api.models import Resource
 from tests.conftest import ROOT, _database_url
+
+
+def device_observations():
+    """The Observations made from readings (the twin writes Observations of its own: NEWS2)."""
+    return Resource.objects.filter(
+        resource_type="Observation", content__contains=f'"system":"{READING_ID_SYSTEM}"'
+    )
 
 
 def publisher() -> mqtt.Client:
@@ -79,7 +87,7 @@ def test_messages_become_observations_and_bad_ones_dead_letters(device):
     finally:
         pub.loop_stop()
         pub.disconnect()
-    assert Resource.objects.filter(resource_type="Observation").count() == 20
+    assert device_observations().count() == 20
     reasons = list(DeadLetter.objects.filter(source="mqtt").values_list("reason", flat=True))
     assert len(reasons) == 2
     assert any(r.startswith("401") for r in reasons) and any(r.startswith("400") for r in reasons)
@@ -147,19 +155,19 @@ def test_a_consumer_killed_mid_stream_loses_and_duplicates_nothing(device):
         for m in range(total_messages):
             publish(pub, dev.identifier, key, {"readings": readings(m * per_message, per_message)})
         deadline = time.monotonic() + 60
-        while Resource.objects.filter(resource_type="Observation").count() < per_message * 5:
+        while device_observations().count() < per_message * 5:
             assert time.monotonic() < deadline, "the consumer stored nothing"
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)  # mid-stream: some batches committed, later ones not
         first.wait(10)
         _end_orphan_sessions()
-        stored_at_kill = Resource.objects.filter(resource_type="Observation").count()
+        stored_at_kill = device_observations().count()
         second = _consumer_process(client_id)  # same client id: the broker redelivers
         second.wait(120)
     finally:
         pub.loop_stop()
         pub.disconnect()
-    observations = Resource.objects.filter(resource_type="Observation")
+    observations = device_observations()
     assert (
         stored_at_kill < total_messages * per_message
         or stored_at_kill == total_messages * per_message
