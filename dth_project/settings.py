@@ -97,6 +97,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the clinicians' pages and their vendored Chart.js) from the
+    # app server itself, with DEBUG off too: gunicorn serves them, no other web server needed
+    # (WhiteNoise, see dth_project.staticfiles).
+    "dth_project.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -193,6 +197,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# WhiteNoise serves what the static finders find, so no collectstatic step is needed before
+# starting the server (a deployment may still run collectstatic into STATIC_ROOT).
+WHITENOISE_USE_FINDERS = True
 
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True

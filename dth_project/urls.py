@@ -1,4 +1,5 @@
-"""Top-level URL map: the FHIR API under /fhir, the admin under /admin."""
+"""Top-level URL map: the FHIR API under /fhir, the admin under /admin, the clinicians' views
+(ward overview, patient twin pages) under /twins."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", lambda request: redirect("admin:index"), name="home"),
     path("admin/", admin.site.urls),
+    path("twins/", include("twins.urls")),
     path("", include("devices.urls")),
     path("", include("fhir_api.urls")),
 ]
