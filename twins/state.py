@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import F
+from django.db.models.functions import Greatest, Least
 
 from fhir_api.search.dates import format_instant, parse_interval
 
@@ -76,7 +77,12 @@ class Batch:
         for (vital, hour), values in self.hours.items():
             updated = VitalHour.objects.filter(
                 patient_id=patient_id, vital=vital, hour=hour
-            ).update(n=F("n") + len(values), total=F("total") + sum(values))
+            ).update(
+                n=F("n") + len(values),
+                total=F("total") + sum(values),
+                low=Least(F("low"), min(values)),
+                high=Greatest(F("high"), max(values)),
+            )
             if not updated:
                 VitalHour.objects.create(
                     patient_id=patient_id,
