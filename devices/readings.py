@@ -71,7 +71,16 @@ class Checked:
     instant: str = field(init=False)  # the reading's time as FHIR writes an instant
 
     def __post_init__(self) -> None:
-        self.instant = format_instant(self.reading.time)
+        self.instant = _instant(self.reading.time)
+
+
+def _instant(value: datetime) -> str:
+    """``format_instant`` (UTC, microseconds, ``Z``) by ``isoformat``, several times faster
+    than its ``strftime``; the two differ only before year 1000, left to ``format_instant``."""
+    utc = value.astimezone(UTC)
+    if utc.year < 1000:
+        return format_instant(utc)
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(text: Any) -> datetime:

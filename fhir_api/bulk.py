@@ -310,13 +310,24 @@ def _copy_all(
         _copy(cursor, Resource._meta.db_table, RESOURCE_COLUMNS, resources)
         _copy(cursor, ResourceVersion._meta.db_table, VERSION_COLUMNS, versions)
         buffers = {model: io.StringIO() for model in INDEX_MODELS}
+        # The text of a row less its resource: many rows of a batch are equal (the category,
+        # code and status rows of every reading of a type; a patient's references; common
+        # values), so each distinct row is rendered once. Equal values of one column render
+        # alike for the database (1 and 1.0, one instant in two time zones).
+        texts: dict[tuple, tuple[str, str]] = {}
         for pk, resource_type, rows in zip(pks, types, indexes, strict=True):
             head = f"{pk}\t{_field(resource_type)}\t"
             patient = "\t" + _field(rows.patient) + "\t"
             for model, table_rows in rows.rows.items():
                 write = buffers[model].write
                 for row in table_rows:
-                    write(head + _field(row[0]) + patient + "\t".join(map(_field, row[1:])) + "\n")
+                    text = texts.get(row)
+                    if text is None:
+                        text = texts[row] = (
+                            _field(row[0]),
+                            "\t".join(map(_field, row[1:])) + "\n",
+                        )
+                    write(head + text[0] + patient + text[1])
         for model, buffer in buffers.items():
             if buffer.tell():
                 _copy(cursor, model._meta.db_table, (*INDEX_HEAD, *COLUMNS[model]), buffer)

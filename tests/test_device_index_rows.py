@@ -124,3 +124,20 @@ def _columns(model) -> tuple[str, ...]:
     from fhir_api.search.extract import COLUMNS
 
     return COLUMNS[model]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        WHEN,
+        datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        datetime(1999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime.fromisoformat("2026-11-27T11:15:30.5+01:00"),
+    ],
+)
+def test_a_readings_instant_is_written_as_format_instant_writes_it(when):
+    from devices.readings import _instant
+    from fhir_api.search.dates import format_instant
+
+    assert _instant(when) == format_instant(when)
