@@ -44,12 +44,13 @@ SUPPORTED_MODIFIERS = {
 @dataclass
 class Criterion:
     code: str  # the parameter code, e.g. "subject"
-    type: str  # token, string, date, …, or "has"
-    param: SearchParam | None  # None for _id/_lastUpdated/_has
+    type: str  # token, string, date, …, "has" or "list"
+    param: SearchParam | None  # None for _id/_lastUpdated/_has/_list
     modifier: str = ""
     values: list[str] = field(default_factory=list)  # OR-ed
     target_type: str | None = None  # reference :[type] modifier or chain type
-    chain: Criterion | None = None  # criterion on the referenced resource
+    chain: Criterion | None = None  # criterion on the referenced resource (the first)
+    chains: dict[str, Criterion] = field(default_factory=dict)  # per target type of a chain
     has: HasClause | None = None
 
     @property
@@ -96,6 +97,15 @@ def split_values(value: str) -> list[str]:
     return parts
 
 
+def or_values(name: str, value: str) -> list[str]:
+    """The OR-ed values of a parameter, leaving out empty ones (``code=a,`` is ``code=a``):
+    an empty token would otherwise match the rows of CodeableConcepts that have only a text."""
+    values = [v for v in split_values(value) if v != ""]
+    if not values:
+        raise BadRequest(f"'{name}={value}' gives no value")
+    return values
+
+
 def unescape(value: str) -> str:
     """``\\|`` ``\\$`` ``\\,`` ``\\\\`` → ``|`` ``$`` ``,`` ``\\`` in one part of a value
     (search.html#escaping); other backslashes are left as they are."""
@@ -140,7 +150,9 @@ def parse_criterion(resource_type: str, name: str, value: str) -> Criterion:
     if code in COLUMN_PARAMS:
         if modifier and modifier != "missing" and not (code == "_id" and modifier == "not"):
             raise UnknownParameter(f"Modifier :{modifier} is not supported on {code}")
-        return Criterion(code, COLUMN_PARAMS[code], None, modifier, split_values(value))
+        return Criterion(code, COLUMN_PARAMS[code], None, modifier, or_values(name, value))
+    if code == "_list":
+        return _parse_list(modifier, value)
     param = registry.get(resource_type, code)
     if param is None or code not in searchable_codes(resource_type):
         raise UnknownParameter(f"Unknown search parameter '{code}' for {resource_type}")
@@ -151,26 +163,86 @@ def parse_criterion(resource_type: str, name: str, value: str) -> Criterion:
         raise UnknownParameter(
             f"Modifier :{modifier} is not supported on {param.type} parameter '{code}'"
         )
-    criterion = Criterion(code, param.type, param, modifier, split_values(value), target_type)
+    values = [] if dot else or_values(name, value)
+    criterion = Criterion(code, param.type, param, modifier, values, target_type)
     if dot:
         if param.type != "reference":
             raise BadRequest(f"'{name}': only reference parameters can be chained")
-        targets = [target_type] if target_type else list(param.targets)
-        chained = None
-        for target in targets:
-            try:
-                chained = parse_criterion(target, rest, value)
-                criterion.target_type = criterion.target_type or (
-                    target if len(targets) == 1 else None
-                )
-                break
-            except UnknownParameter:
-                continue
-        if chained is None:
-            raise UnknownParameter(f"'{rest}' is not a parameter of {', '.join(targets)}")
-        criterion.chain = chained
-        criterion.values = []
+        criterion.chains = _parse_chain(param, target_type, rest, value)
+        criterion.chain = next(iter(criterion.chains.values()))
+        if len(criterion.chains) == 1 and (target_type or len(param.targets) == 1):
+            criterion.target_type = next(iter(criterion.chains))
+        _check_links(criterion, name)
     return criterion
+
+
+# Reference links (chain hops and ``_has`` levels) one criterion may follow. Each is a nested
+# subquery, and SQLite's parser refuses statements nested much deeper; the same limit on every
+# database keeps the answers the same (search.html#chaining leaves the depth to the server).
+MAX_LINKS = 4
+
+
+def links(criterion: Criterion) -> int:
+    """How many references a criterion follows: ``subject:Patient.organization.name`` → 2."""
+    if criterion.has is not None:
+        return 1 + links(criterion.has.criterion)
+    if criterion.chains:
+        return 1 + max(links(c) for c in criterion.chains.values())
+    return 0
+
+
+class TooManyLinks(UnknownParameter):
+    """A chain or ``_has`` deeper than ``MAX_LINKS``: not supported, whichever target."""
+
+
+def _check_links(criterion: Criterion, name: str) -> None:
+    if links(criterion) > MAX_LINKS:
+        raise TooManyLinks(
+            f"'{name}' follows more than {MAX_LINKS} references (chains and _has): not supported"
+        )
+
+
+def _parse_chain(
+    param: SearchParam, target_type: str | None, rest: str, value: str
+) -> dict[str, Criterion]:
+    """The chained criterion parsed for each target type that has it (search.html#chaining).
+
+    Without a ``:[type]`` a chain applies to every target type that has the parameter, each
+    with that type's own definition of it (``type`` is a token on most types, a uri on
+    StructureDefinition); targets that lack it are left out.
+    """
+    targets = [target_type] if target_type else list(param.targets)
+    chains: dict[str, Criterion] = {}
+    error: BadRequest | None = None
+    for target in targets:
+        try:
+            chains[target] = parse_criterion(target, rest, value)
+        except TooManyLinks:
+            raise
+        except UnknownParameter:
+            continue
+        except BadRequest as exc:
+            if len(targets) == 1:
+                raise
+            error = exc
+    if not chains:
+        if error is not None:
+            raise error
+        raise UnknownParameter(f"'{rest}' is not a parameter of {', '.join(targets)}")
+    return chains
+
+
+def _parse_list(modifier: str, value: str) -> Criterion:
+    """``_list=[id]``: the resources that List/[id] holds (search.html#list).
+
+    Functional lists (``_list=$current-problems``) are not supported: an unknown parameter.
+    """
+    if modifier:
+        raise UnknownParameter(f"Modifier :{modifier} is not supported on _list")
+    values = [unescape(v) for v in or_values("_list", value)]
+    if any(v.startswith("$") for v in values):
+        raise UnknownParameter("Functional lists (_list=$…) are not supported")
+    return Criterion("_list", "list", None, values=values)
 
 
 def _parse_has(resource_type: str, name: str, value: str) -> Criterion:
@@ -178,14 +250,22 @@ def _parse_has(resource_type: str, name: str, value: str) -> Criterion:
     if len(parts) < 4:
         raise BadRequest(f"'{name}': _has takes _has:[type]:[reference param]:[param]")
     _, source_type, reference_param, inner_name = parts
+    # An unknown type or reference parameter makes an unknown parameter: refused when strict,
+    # ignored when lenient (search.html#errors).
     if source_type not in RESOURCE_TYPES:
-        raise BadRequest(f"'{name}': unknown resource type {source_type}")
+        raise UnknownParameter(f"'{name}': unknown resource type {source_type}")
     ref = registry.get(source_type, reference_param)
-    if ref is None or ref.type != "reference":
-        raise BadRequest(
+    if (
+        ref is None
+        or ref.type != "reference"
+        or reference_param not in searchable_codes(source_type)
+    ):
+        raise UnknownParameter(
             f"'{name}': {reference_param} is not a reference parameter of {source_type}"
         )
     inner = parse_criterion(source_type, inner_name, value)
-    return Criterion(
+    criterion = Criterion(
         "_has", "has", None, values=[], has=HasClause(source_type, reference_param, inner)
     )
+    _check_links(criterion, name)
+    return criterion

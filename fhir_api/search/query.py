@@ -23,7 +23,7 @@ from django.db.models import Expression, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Collate
 
 from ..exceptions import BadRequest
-from ..models import ReferenceIndex, Resource
+from ..models import Resource
 from . import registry
 from .params import Criterion, UnknownParameter, parse_criterion
 from .types import composite, date, number, quantity, reference, string, token, uri
@@ -230,6 +230,11 @@ def _parse_sort(request: SearchRequest, value: str, strict: bool) -> list[tuple[
 
 
 def criterion_q(ctx: Ctx, criterion: Criterion) -> Q:
+    if criterion.param is None and criterion.modifier == "missing":
+        # _id and _lastUpdated: every resource has them (search.html#missing)
+        if criterion.values not in (["true"], ["false"]):
+            raise BadRequest(f"{criterion.code}:missing takes true or false")
+        return Q(pk__isnull=criterion.values == ["true"])
     if criterion.code == "_id":
         q = Q(logical_id__in=criterion.values)
         return ~q if criterion.modifier == "not" else q
@@ -240,6 +245,8 @@ def criterion_q(ctx: Ctx, criterion: Criterion) -> Q:
         return ors
     if criterion.type == "has":
         return _has_q(ctx, criterion)
+    if criterion.type == "list":
+        return reference.list_q(criterion)
     if criterion.type == "reference":
         return reference.match(ctx, criterion, chain_q=lambda t, c: criterion_q(Ctx((t,)), c))
     return MATCHERS[criterion.type](ctx, criterion)
@@ -247,18 +254,8 @@ def criterion_q(ctx: Ctx, criterion: Criterion) -> Q:
 
 def _has_q(ctx: Ctx, criterion: Criterion) -> Q:
     """``_has:Observation:patient:code=…`` (search.html#has): referenced by matching sources."""
-    has = criterion.has
-    assert has is not None
-    sources = Resource.objects.filter(resource_type=has.source_type, deleted=False).filter(
-        criterion_q(Ctx((has.source_type,)), has.criterion)
-    )
-    refs = ReferenceIndex.objects.filter(
-        resource_type=has.source_type,
-        param=has.reference_param,
-        target_type__in=ctx.resource_types,
-        resource_id__in=sources.values("pk"),
-    )
-    return Q(logical_id__in=refs.values("target_id"))
+    assert criterion.has is not None
+    return reference.has_q(ctx, criterion.has, lambda t, c: criterion_q(Ctx((t,)), c))
 
 
 _WHERE_PATIENT = re.compile(r"\.where\(resolve\(\) is Patient\)")
@@ -391,6 +388,7 @@ def supported_params(resource_type: str) -> list[tuple[str, str, str]]:
     params = [
         ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id"),
         ("_lastUpdated", "date", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"),
+        ("_list", "special", "http://hl7.org/fhir/SearchParameter/Resource-list"),
     ]
     from .extract import searchable
 

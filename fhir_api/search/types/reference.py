@@ -4,33 +4,153 @@ absolute or canonical URL, ``:[type]``, ``:identifier``, ``:missing``, and chain
 
 from __future__ import annotations
 
-from django.db.models import Q
+from collections.abc import Callable
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ...exceptions import BadRequest
-from ...models import ReferenceIndex, Resource
+from ...models import INDEX_MODELS, ReferenceIndex, Resource
 from ..extract import split_reference
-from ..params import Criterion, split_escaped, unescape
+from ..params import Criterion, HasClause, split_escaped, unescape
 from .base import Ctx, having, missing, rows
+from .uri import below_q
+
+# Matches no row. ``Q(pk__in=[])`` would make Django give up on the whole subquery
+# (EmptyResultSet), which it does not recover from inside ``pk__in`` and answered 500.
+NOTHING = Q(pk__isnull=True)
 
 
 def value_q(value: str, target_type: str | None, targets: tuple[str, ...]) -> Q:
     if value.startswith(("http://", "https://", "urn:")):
-        url_q = Q(url=unescape(value)) | Q(url=unescape(split_escaped(value, "|")[0]))
-        parts = split_reference(value)
-        return url_q | (Q(target_type=parts[0], target_id=parts[1]) if parts else Q(pk__in=[]))
+        url, version = split_escaped(value, "|")
+        url = unescape(url)
+        if version is None:
+            # A canonical without |version matches every version (search.html#versions).
+            url_q = Q(url=url) | below_q("url", url + "|")
+        else:
+            url_q = Q(url=f"{url}|{unescape(version)}") | Q(url=url)
+        parts = split_reference(url)
+        return url_q | (Q(target_type=parts[0], target_id=parts[1]) if parts else NOTHING)
     if "/" in value:
         parts = split_reference(value)
         if parts is None:
             raise BadRequest(f"'{value}' is not a reference: use [type]/[id] or [id]")
         if target_type and parts[0] != target_type:
-            return Q(pk__in=[])
+            return NOTHING
         return Q(target_type=parts[0], target_id=parts[1])
     if target_type:
         return Q(target_type=target_type, target_id=value)
     return Q(target_id=value, target_type__in=targets) if targets else Q(target_id=value)
 
 
-def match(ctx: Ctx, criterion: Criterion, chain_q=None) -> Q:
+def list_q(criterion: Criterion) -> Q:
+    """``_list=[id]`` (search.html#list): the resources that List/[id] holds in ``entry.item``,
+    found through the reference index (the List's ``item`` rows point at them)."""
+    items = ReferenceIndex.objects.filter(
+        resource_type="List",
+        param="item",
+        resource__logical_id__in=criterion.values,
+        resource__deleted=False,
+        target_type=OuterRef("resource_type"),
+        target_id=OuterRef("logical_id"),
+    )
+    return Q(Exists(items))
+
+
+ChainQ = Callable[[str, Criterion], Q]
+
+
+def _chain_targets(criterion: Criterion, chain_q: ChainQ) -> Q:
+    """Reference rows whose target matches the chained criterion, for each target type."""
+    param = criterion.param
+    chains = criterion.chains or {t: criterion.chain for t in (param.targets if param else ())}
+    ors = Q()
+    for target, chained in chains.items():
+        assert chained is not None
+        try:
+            ids = chain_ids(target, chained, chain_q)
+        except BadRequest:
+            if len(chains) == 1:
+                raise
+            continue
+        ors |= Q(target_type=target, target_id__in=ids)
+    return ors
+
+
+def chain_ids(target: str, criterion: Criterion, chain_q: ChainQ) -> QuerySet:
+    """Logical ids of the ``target`` resources that match ``criterion`` (search.html#chaining).
+
+    A hop that is itself a chain (``organization.name`` of ``subject:Patient.organization.name``)
+    is one subquery over the reference rows joined to their resource, not a resource subquery
+    around an index subquery: SQLite's parser accepts only so many nested subqueries, and each
+    hop then costs one.
+    """
+    if criterion.type == "reference" and criterion.chain is not None:
+        refs = ReferenceIndex.objects.filter(
+            resource_type=target, param=criterion.code, resource__deleted=False
+        )
+        return refs.filter(_chain_targets(criterion, chain_q)).values("resource__logical_id")
+    inner = chain_q(target, criterion)
+    rows_qs = _index_rows(inner)
+    if rows_qs is not None:  # the last hop of most chains: its index rows, joined
+        return rows_qs.filter(resource__deleted=False).values("resource__logical_id")
+    matching = Resource.objects.filter(resource_type=target, deleted=False)
+    return matching.filter(inner).values("logical_id")
+
+
+def _index_rows(q: Q) -> QuerySet | None:
+    """The index-row subquery of a plain ``pk__in`` criterion (``base.having``), else None."""
+    if q.negated or len(q.children) != 1 or not isinstance(q.children[0], tuple):
+        return None
+    lookup, value = q.children[0]
+    if lookup == "pk__in" and isinstance(value, QuerySet) and value.model in INDEX_MODELS:
+        return value
+    return None
+
+
+def has_q(ctx: Ctx, has: HasClause, criterion_q: ChainQ) -> Q:
+    """``_has:Observation:patient:code=…`` (search.html#has): the resources that matching
+    Observations reference through ``patient``.
+
+    The sources' criterion is applied to their reference rows through the rows' resource (a
+    join) rather than as a resource subquery, so that each nested ``_has`` costs one subquery
+    (SQLite's parser accepts only so many nested ones).
+    """
+    inner = criterion_q(has.source_type, has.criterion)
+    refs = ReferenceIndex.objects.filter(
+        resource_type=has.source_type,
+        param=has.reference_param,
+        target_type__in=ctx.resource_types,
+        resource__deleted=False,
+    )
+    on_source = _through_resource(inner)
+    if on_source is None:
+        sources = Resource.objects.filter(resource_type=has.source_type).filter(inner)
+        refs = refs.filter(resource_id__in=sources.values("pk"))
+    else:
+        refs = refs.filter(on_source)
+    return Q(logical_id__in=refs.values("target_id"))
+
+
+def _through_resource(q: Q) -> Q | None:
+    """A filter on ``Resource`` rewritten for rows that have a ``resource`` foreign key (each
+    lookup prefixed with ``resource__``); None when it holds expressions, which cannot be."""
+    out = Q()
+    out.connector, out.negated = q.connector, q.negated
+    for child in q.children:
+        if isinstance(child, Q):
+            inner = _through_resource(child)
+            if inner is None:
+                return None
+            out.children.append(inner)
+        elif isinstance(child, tuple):
+            out.children.append((f"resource__{child[0]}", child[1]))
+        else:
+            return None
+    return out
+
+
+def match(ctx: Ctx, criterion: Criterion, chain_q: ChainQ | None = None) -> Q:
     """``chain_q(target_type, criterion) -> Q`` filters the referenced resources of a chain."""
     if criterion.modifier == "missing":
         return missing(ctx, criterion)
@@ -39,18 +159,7 @@ def match(ctx: Ctx, criterion: Criterion, chain_q=None) -> Q:
     qs = rows(ctx, ReferenceIndex, criterion.code)
     if criterion.chain is not None:
         assert chain_q is not None
-        ors = Q()
-        types = [criterion.target_type] if criterion.target_type else list(targets)
-        for target in types:
-            try:
-                inner = chain_q(target, criterion.chain)
-            except BadRequest:
-                if len(types) == 1:
-                    raise
-                continue
-            ids = Resource.objects.filter(resource_type=target, deleted=False).filter(inner)
-            ors |= Q(target_type=target, target_id__in=ids.values("logical_id"))
-        return having(qs.filter(ors))
+        return having(qs.filter(_chain_targets(criterion, chain_q)))
     ors = Q()
     for value in criterion.values:
         if criterion.modifier == "identifier":
