@@ -239,7 +239,9 @@ def searchset_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
     bundle["link"] = _links(url, page)
 
     def entry(row: Resource, mode: str) -> dict[str, Any]:
-        shaped = shape(row.content, page.summary, page.elements)
+        # "The list of elements does not apply to included resources" (search.html#elements)
+        elements = page.elements if mode == "match" else []
+        shaped = shape(row.content, page.summary, elements)
         return {
             "fullUrl": f"{base}/{row.resource_type}/{row.logical_id}",
             "resource": raw(row.content) if shaped is None else shaped,

@@ -37,7 +37,13 @@ def _elements(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 def _tagged(data: dict[str, Any], keep: set[str]) -> dict[str, Any]:
-    out = {k: v for k, v in data.items() if k in keep or k in ALWAYS}
+    """The elements of ``keep``, with their primitive extensions (``_birthDate`` goes with
+    ``birthDate``, json.html#primitive), ``id`` and ``meta``, tagged SUBSETTED."""
+    out = {
+        k: v
+        for k, v in data.items()
+        if k in keep or k in ALWAYS or (k[:1] == "_" and k[1:] in keep)
+    }
     meta = dict(out.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     out["meta"] = meta
