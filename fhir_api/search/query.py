@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 from django.conf import settings
 from django.db import connection
 from django.db.models import Expression, F, Max, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Collate
+from django.db.models.functions import Coalesce, Collate
 
 from ..exceptions import BadRequest
 from ..models import Resource
@@ -340,7 +340,13 @@ def _sort_key(resource_type: str, code: str, descending: bool) -> Subquery:
     model = MODEL_BY_TYPE[param.type]
     column = SORT_COLUMN.get(param.type) or ("high" if descending else "low")
     rows = model.objects.filter(resource_id=OuterRef("pk"), param=code)
-    if param.type in ("date", "quantity", "number"):
+    if param.type == "quantity":
+        # In canonical units where the unit converts, so that 154.3 [lb_av] (70 kg) sorts
+        # before 82 kg; as given otherwise.
+        value = Coalesce("canonical_value", "value")
+        rows = rows.annotate(sort_key=value).order_by(value.desc() if descending else value.asc())
+        return Subquery(rows.values("sort_key")[:1])
+    if param.type in ("date", "number"):
         ordered = rows.order_by(f"-{column}" if descending else column).values(column)[:1]
         return Subquery(ordered)
     key = _bytewise(F(column))
