@@ -27,6 +27,10 @@ TYPE_INTERACTIONS = (
 )
 
 
+# The common parameters a system-level search takes (search.html#all).
+SYSTEM_SEARCH_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+
+
 @lru_cache(maxsize=1)
 def _resources() -> tuple[dict[str, Any], ...]:
     return tuple(
@@ -76,6 +80,13 @@ def capability_statement(base: str) -> dict[str, Any]:
                     {"code": "transaction"},
                     {"code": "batch"},
                     {"code": "history-system"},
+                    {"code": "search-system"},
+                ],
+                # What GET [base]?_type=…&… applies across types (search.html#searchcontexts).
+                "searchParam": [
+                    {"name": name, "definition": url, "type": kind}
+                    for name, kind, url in supported_params("*")
+                    if name in SYSTEM_SEARCH_PARAMS
                 ],
             }
         ],

@@ -12,9 +12,10 @@ from typing import Any
 from django.utils.http import http_date, parse_http_date_safe
 
 from . import reads, services
-from .exceptions import Issue, operation_outcome
+from .exceptions import BadRequest, Issue, operation_outcome
 from .models import Resource
 from .renderers import raw
+from .resource_types import RESOURCE_TYPES
 
 
 @dataclass
@@ -163,9 +164,37 @@ def vread(ctx: Context, resource_type: str, logical_id: str, version: str) -> An
     return Answer(200, raw(row.content), headers)
 
 
-def search(ctx: Context, resource_type: str, items: list[tuple[str, str]]) -> Answer:
+def search(
+    ctx: Context, resource_type: str | tuple[str, ...], items: list[tuple[str, str]]
+) -> Answer:
+    """search-type, or with a tuple of types (``("*",)`` for all) search-system."""
     page = reads.search(resource_type, items, strict=ctx.strict)
     return Answer(200, reads.searchset_bundle(ctx.base, ctx.url, page))
+
+
+def search_system(ctx: Context, items: list[tuple[str, str]]) -> Answer:
+    """``GET [base]?_type=Patient,Observation&…`` (hl7.org/fhir/R4B/http.html#search,
+    search.html#type): the types are those ``_type`` lists, every type without it.
+
+    Each ``_type`` is a comma-separated OR of types; repeated, they are AND-ed like any
+    parameter (so ``_type=A,B&_type=B`` is B). Only the parameters every type searched has
+    apply (``_id``, ``_lastUpdated``, ``_tag``, ``_profile``, ``_security``…).
+    """
+    types: list[str] | None = None
+    rest: list[tuple[str, str]] = []
+    for name, value in items:
+        if name != "_type":
+            rest.append((name, value))
+            continue
+        listed = [t.strip() for t in value.split(",") if t.strip()]
+        unknown = [t for t in listed if t not in RESOURCE_TYPES]
+        if unknown or not listed:
+            raise BadRequest(f"_type={value}: not a list of resource types")
+        types = listed if types is None else [t for t in types if t in listed]
+    if types is not None and not types:
+        raise BadRequest("The _type parameters given exclude every resource type")
+    selected = tuple(dict.fromkeys(types)) if types else ("*",)
+    return search(ctx, selected, rest)
 
 
 def history(

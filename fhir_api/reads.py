@@ -183,7 +183,7 @@ def search(
     for resource_type in types:
         if resource_type != "*":
             check_resource_type(resource_type)
-    request = search_query.parse(types, items, strict=strict)
+    request = search_query.parse(resource_types, items, strict=strict)
     if request.snapshot is None:
         request.snapshot = search_query.snapshot_now()
     qs = search_query.apply(request)

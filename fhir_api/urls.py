@@ -13,6 +13,7 @@ urlpatterns = [
     re_path(r"^fhir/?$", views.SystemView.as_view(), name="fhir-system"),
     re_path(r"^fhir/metadata/?$", views.MetadataView.as_view(), name="fhir-metadata"),
     re_path(r"^fhir/_history/?$", views.SystemHistoryView.as_view(), name="fhir-history"),
+    re_path(r"^fhir/_search/?$", views.SystemSearchView.as_view(), name="fhir-system-search"),
     re_path(rf"^fhir/{TYPE}/?$", views.TypeView.as_view(), name="fhir-type"),
     re_path(rf"^fhir/{TYPE}/_search/?$", views.TypeSearchView.as_view(), name="fhir-search"),
     re_path(

@@ -71,16 +71,30 @@ class MetadataView(FHIRView):
 
 
 class SystemView(FHIRView):
-    """POST [base] with a transaction or batch Bundle."""
+    """POST [base] with a transaction or batch Bundle; GET [base]?… a system-level search."""
 
     def post(self, request):
         return Response(bundles.process(self.context(request), request.data))
 
     def get(self, request):
-        raise BadRequest(
-            "System-level search is not supported yet: search a type, e.g. GET [base]/Patient",
-            code="not-supported",
-        )
+        ctx = self.context(request)
+        return self.answer(interactions.search_system(ctx, query_items(request)))
+
+
+class SystemSearchView(FHIRView):
+    """POST [base]/_search with form-encoded parameters (search.html#Introduction)."""
+
+    parser_classes = [FormParser, FHIRJSONParser, JSONParser]
+
+    def post(self, request):
+        items = query_items(request)
+        if hasattr(request.data, "lists"):
+            items += [
+                (k, v) for k, vs in request.data.lists() for v in vs if k not in FORMAT_PARAMS
+            ]
+        # The links are GET searches, [base]?…, which a client can follow.
+        ctx = replace(self.context(request), url=self.context(request).base)
+        return self.answer(interactions.search_system(ctx, items))
 
 
 class SystemHistoryView(FHIRView):

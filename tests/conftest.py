@@ -96,7 +96,8 @@ def live_server_url(django_db_setup, django_db_blocker) -> Iterator[str]:
         "DEBUG": "0",
         "FHIR_BASE_URL": "",
     }
-    log = open(ROOT / "var" / "live-server.log", "w")  # noqa: SIM115 (closed below)
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    log = open(settings.VAR_DIR / "live-server.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [
             sys.executable,

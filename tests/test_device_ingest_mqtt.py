@@ -11,6 +11,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
+from django.conf import settings
 
 from devices import services
 from devices.mapping import READING_ID_SYSTEM
@@ -140,7 +141,7 @@ def _consumer_process(client_id: str) -> subprocess.Popen:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(ROOT / "var" / f"{client_id}.log", "a"),
+        stderr=open(settings.VAR_DIR / f"{client_id}.log", "a"),
     )
 
 

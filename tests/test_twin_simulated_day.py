@@ -7,9 +7,9 @@ The number of alerts on calm patients (false alerts) is printed for the closing 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from devices import services as devices
 from devices.adapters import parse_payload
@@ -67,7 +67,8 @@ def test_episodes_raise_their_alert_and_calm_patients_none(
         for name in names
     }
     false_alerts = sum(len(raised[names[i]]) for i in CALM)
-    (Path(__file__).parent.parent / "var" / "simulated-day.txt").write_text(
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    (settings.VAR_DIR / "simulated-day.txt").write_text(
         f"{dict((n, sorted(p)) for n, p in raised.items())}\nfalse alerts: {false_alerts}\n"
     )
     with capsys.disabled():

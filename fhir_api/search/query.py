@@ -93,6 +93,7 @@ class SearchRequest:
     summary: str | None = None
     elements: list[str] = field(default_factory=list)
     includes: list[Include] = field(default_factory=list)
+    system: bool = False  # GET [base]?_type=…: the links must say which types
 
     @property
     def resource_type(self) -> str:
@@ -101,7 +102,7 @@ class SearchRequest:
     def applied_query(self) -> list[tuple[str, str]]:
         """The parameters actually applied, for the Bundle's links."""
         items = [(name, value) for name, value, _c in self.criteria]
-        if len(self.resource_types) > 1 or self.resource_types == ("*",):
+        if self.system and self.resource_types != ("*",):
             items.insert(0, ("_type", ",".join(self.resource_types)))
         if self.sort:
             items.append(("_sort", ",".join(("-" if d else "") + p for p, d in self.sort)))
@@ -140,8 +141,11 @@ def _refuse_or_ignore(what: str, strict: bool, ignored: list[str], why: str = ""
 def parse(
     resource_type: str | tuple[str, ...], items: list[tuple[str, str]], *, strict: bool
 ) -> SearchRequest:
+    """A type-level search when ``resource_type`` is a type, a system-level one when it is a
+    tuple of types (``("*",)``: every type)."""
     types = (resource_type,) if isinstance(resource_type, str) else tuple(resource_type)
-    request = SearchRequest(types, count=settings.FHIR_DEFAULT_COUNT)
+    system = not isinstance(resource_type, str)
+    request = SearchRequest(types, count=settings.FHIR_DEFAULT_COUNT, system=system)
     for raw_name, value in items:
         name, _, modifier = raw_name.partition(":")
         if name in RESULT_PARAMS:
@@ -201,7 +205,8 @@ def _parse_include(request: SearchRequest, name: str, iterate: bool, value: str)
         definition = registry.get(source, param)
         if definition is None or definition.type != "reference":
             raise BadRequest(f"{name}={value}: {param} is not a reference parameter of {source}")
-    if not iterate and not reverse and source not in request.resource_types:
+    searched = request.resource_types
+    if not iterate and not reverse and source not in searched and searched != ("*",):
         raise BadRequest(
             f"{name}={value}: the source type must be a type being searched (or use :iterate)"
         )

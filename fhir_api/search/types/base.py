@@ -47,7 +47,9 @@ class Ctx:
 
 def rows(ctx: Ctx, model: type, code: str, *, scoped: bool = True) -> QuerySet:
     qs = model.objects.all()
-    if len(ctx.resource_types) == 1:
+    if ctx.resource_types == ("*",):  # a system search of every type
+        pass
+    elif len(ctx.resource_types) == 1:
         qs = qs.filter(resource_type=ctx.resource_types[0])
     else:
         qs = qs.filter(resource_type__in=ctx.resource_types)
