@@ -198,8 +198,10 @@ def test_the_base_with_and_without_a_trailing_slash(api, base):
         api.fhir("GET", f"{base}{'_history' if base.endswith('/') else '/_history'}").status_code
         == 200
     )
-    # System-wide search is not offered; the answer says so rather than pretending.
-    assert_outcome(api.fhir("GET", base), 400, "not-supported")
+    # GET [base] is a system-level search (test_search_system.py)
+    searched = api.fhir("GET", base)
+    assert searched.status_code == 200
+    assert searched.json_body["type"] == "searchset"
 
 
 def test_type_and_instance_urls_with_a_trailing_slash(api):
