@@ -312,3 +312,30 @@ def test_text_sorts_by_code_point_on_every_database(api):
     # normalised: "o'brien" < "obama" < "van damme" < "van-dyke" < "vanberg"
     assert sorted_ids(api, "Patient?_sort=family") == ["s.4", "S0", "sa", "s-2", "s1"]
     assert sorted_ids(api, "Patient?_sort=-family") == ["s1", "s-2", "sa", "S0", "s.4"]
+
+
+def test_quantities_sort_in_canonical_units(api):
+    """154.3 [lb_av] is 69.99 kg: it sorts before 70 kg, not after 82 kg; a unit that does not
+    convert sorts by its value as given."""
+    put(api, observation("kg70", valueQuantity=quantity(70, "kg")))
+    put(api, observation("lb", valueQuantity=quantity(Decimal("154.3"), "[lb_av]")))
+    put(api, observation("kg82", valueQuantity=quantity(Decimal("82.25"), "kg")))
+    put(api, observation("g", valueQuantity=quantity(75000, "g")))
+    assert sorted_ids(api, "Observation?_sort=value-quantity") == ["lb", "kg70", "g", "kg82"]
+    assert sorted_ids(api, "Observation?_sort=-value-quantity") == ["kg82", "g", "kg70", "lb"]
+
+
+def test_pages_stay_put_while_resources_are_updated(api):
+    """Updating a resource keeps its place in the default order (and by _id): a page already
+    read, or one still to come, neither repeats nor loses it."""
+    ids = make_patients(api, 7)
+    for sort in ("", "&_sort=_id"):
+        first = get(api, f"Patient?gender=female&_count=3{sort}")
+        seen = ordered(first)
+        put(api, {"resourceType": "Patient", "id": seen[0], "gender": "female", "active": True})
+        put(api, {"resourceType": "Patient", "id": "p05", "gender": "female", "active": False})
+        body = first
+        while link(body, "next"):
+            body = get(api, follow(link(body, "next")))
+            seen += ordered(body)
+        assert seen == ids, sort
