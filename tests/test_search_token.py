@@ -331,3 +331,11 @@ def test_unsupported_token_modifier(api, data):
     response = search(api, "Observation?code:in=http://example.org/ValueSet/vitals", **STRICT)
     assert response.status_code == 400
     assert len(ids(api, "Observation?code:in=http://example.org/ValueSet/vitals")) == 7
+
+
+def test_empty_or_values_are_left_out(api, data):
+    assert ids(api, f"Observation?code={LOINC}|8867-4,") == {data["hr"]}
+    assert ids(api, f"Observation?code=,{LOINC}|8867-4") == {data["hr"]}
+    # an empty code would otherwise match the CodeableConcept that has only a text
+    assert data["textonly"] not in ids(api, "Observation?code=8867-4,,")
+    assert search(api, "Observation?code=,").status_code == 400
