@@ -216,8 +216,9 @@ def _parse_include(request: SearchRequest, name: str, iterate: bool, value: str)
 def _parse_sort(request: SearchRequest, value: str, strict: bool) -> list[tuple[str, bool]]:
     keys = []
     for part in value.split(","):
+        part = part.strip()  # "date, -code": the space is not part of the name
         descending = part.startswith("-")
-        name = part.lstrip("-").strip()
+        name = part[1:] if descending else part
         if not name:
             continue
         if name in ("_id", "_lastUpdated"):
