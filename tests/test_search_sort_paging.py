@@ -339,3 +339,14 @@ def test_pages_stay_put_while_resources_are_updated(api):
             body = get(api, follow(link(body, "next")))
             seen += ordered(body)
         assert seen == ids, sort
+
+
+def test_spaces_around_sort_keys_are_ignored(sortable):
+    assert sorted_ids(sortable, "Observation?_sort=code,%20-date") == [
+        "s3",
+        "s1",
+        "s2",
+        "s5",
+        "s4",
+        "s6",
+    ]
