@@ -142,7 +142,7 @@ class Consumer:
             first = self.inbox.get(timeout=0.5)
         except queue.Empty:
             return []
-        batch, readings = [first], 0
+        batch, readings = [first], max(1, first.payload.count(b'"time"'))
         deadline = time.monotonic() + self.max_wait
         while readings < self.max_batch:
             remaining = deadline - time.monotonic()
