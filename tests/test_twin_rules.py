@@ -167,3 +167,22 @@ def test_news2_folds_the_thresholds_it_already_scores_into_one_alert():
     )
     assert problems(findings) == {"news2": 3}
     assert "Heart rate 135" in findings[0].summary and "qSOFA" in findings[0].summary
+
+
+def test_a_deviation_from_baseline_during_a_news2_alert_is_part_of_it():
+    base = {"baseline": {"heart_rate": {"median": 62, "mad": 3, "hours": 200}}}
+    findings = rules.evaluate(
+        ctx(
+            {
+                "heart_rate": 125,
+                "respiratory_rate": 26,
+                "oxygen_saturation": 95,
+                "systolic": 120,
+                "diastolic": 80,
+                "body_temperature": 37,
+            },
+            state=base,
+        )
+    )
+    assert set(problems(findings)) == {"news2"}
+    assert "usual 62" in findings[0].summary

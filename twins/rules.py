@@ -431,6 +431,11 @@ FOLDED = {
         "trend:heart_rate",
         "trend:respiratory_rate",
         "trend:oxygen_saturation",
+        "baseline:heart_rate",
+        "baseline:respiratory_rate",
+        "baseline:oxygen_saturation",
+        "baseline:body_temperature",
+        "baseline:systolic",
     },
     "bp:crisis": {"threshold:systolic", "threshold:diastolic"},
 }
