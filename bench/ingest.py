@@ -318,7 +318,6 @@ class Outcome:
     rss_mb: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     note: str = ""
-    twins: int = 0  # twin refreshes queued to Celery (and not run)
 
     @property
     def rate(self) -> float:
@@ -661,28 +660,10 @@ def run_mqtt(args, data: dict, env: dict, db_url: str, mqtt_url: str, workdir: P
 
 
 def celery_env(args) -> dict:
-    return {"CELERY_BROKER_URL": args.celery_broker} if args.twins == "queued" else {}
-
-
-def drain_celery(args) -> int:
-    """Empty the bench's Celery queue (twin refreshes nobody runs); how many there were."""
-    if args.twins != "queued":
-        return 0
-    import redis
-
-    client = redis.Redis.from_url(args.celery_broker)
-    try:
-        queued = client.llen("celery")
-        keys = [
-            b"celery",
-            *client.scan_iter(match="_kombu.binding.*"),
-            b"unacked",
-            b"unacked_index",
-        ]
-        client.delete(*keys)
-        return queued
-    finally:
-        client.close()
+    """``--twins queued``: a broker (so no eager run in the request), but one of each process's
+    own memory, which no worker reads: nothing is shared with other users of the machine's
+    brokers, and nothing is left behind."""
+    return {"CELERY_BROKER_URL": "memory://"} if args.twins == "queued" else {}
 
 
 # --- The floor ---------------------------------------------------------------------------------
@@ -762,11 +743,10 @@ def parse_args(argv=None):
         "--twins",
         choices=["queued", "inline"],
         default="queued",
-        help="queued (default): the twin refresh each batch asks for goes to Celery at"
-        " --celery-broker, as deployed, and no worker takes it (the queue is emptied at the end);"
-        " inline: no broker, so the refresh runs in the ingest process",
+        help="queued (default): the twin refresh each batch asks for is queued to Celery, as"
+        " deployed, on a memory:// broker of each process's own that no worker reads; inline: no"
+        " broker, so the refresh runs in the ingest process",
     )
-    p.add_argument("--celery-broker", default="redis://127.0.0.1:6379/13")
     p.add_argument("--no-floor", action="store_true", help="skip the COPY floor")
     p.add_argument(
         "--nice",
@@ -838,10 +818,10 @@ def report(
             f"{o.transport.upper()}: {o.rate:,.0f} readings/s ({o.searchable:,} in {o.seconds:.1f} s)"
         )
         print(f"  {o.note}")
-        if o.twins:
-            print(f"  {o.twins:,} twin refreshes queued to Celery ({args.celery_broker}), not run")
-        elif args.twins == "inline":
+        if args.twins == "inline":
             print("  twin refreshes run in the ingest processes (--twins inline)")
+        else:
+            print("  twin refreshes queued (Celery, memory:// broker), not run")
         if floor:
             print(f"  ratio to the COPY floor: {ratio:.1%}")
         print(
@@ -928,7 +908,6 @@ def main(argv=None) -> int:
                     flush=True,
                 )
                 outcomes.append(run_http(args, data, server))
-                outcomes[-1].twins = drain_celery(args)
                 env, db_url = server.env, server.db_url
                 server.stop()
                 server = None
@@ -957,7 +936,6 @@ def main(argv=None) -> int:
                     flush=True,
                 )
                 outcomes.append(run_mqtt(args, data, env, db_url, mqtt_url, workdir))
-                outcomes[-1].twins = drain_celery(args)
                 if broker is not None:
                     broker.stop()
                     broker = None
