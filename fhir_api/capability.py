@@ -26,6 +26,12 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 
+# The operations ``fhir_api.operations`` implements, by resource type (operations.html).
+OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Patient": (("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),),
+    "Observation": (("lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn"),),
+}
+
 
 # The common parameters a system-level search takes (search.html#all).
 SYSTEM_SEARCH_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
@@ -48,6 +54,11 @@ def _resources() -> tuple[dict[str, Any], ...]:
                 {"name": name, "definition": url, "type": kind}
                 for name, kind, url in supported_params(resource_type)
             ],
+            **(
+                {"operation": [{"name": n, "definition": d} for n, d in OPERATIONS[resource_type]]}
+                if resource_type in OPERATIONS
+                else {}
+            ),
         }
         for resource_type in sorted(RESOURCE_TYPES)
     )

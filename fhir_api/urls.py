@@ -14,6 +14,17 @@ urlpatterns = [
     re_path(r"^fhir/metadata/?$", views.MetadataView.as_view(), name="fhir-metadata"),
     re_path(r"^fhir/_history/?$", views.SystemHistoryView.as_view(), name="fhir-history"),
     re_path(r"^fhir/_search/?$", views.SystemSearchView.as_view(), name="fhir-system-search"),
+    re_path(
+        rf"^fhir/Patient/{ID}/\$everything/?$",
+        views.EverythingView.as_view(),
+        name="fhir-patient-everything",
+    ),
+    re_path(r"^fhir/Observation/\$lastn/?$", views.LastnView.as_view(), name="fhir-lastn"),
+    re_path(
+        rf"^fhir/{TYPE}/(?:{ID}/)?\$(?P<operation>[^/]+)/?$",
+        views.UnknownOperationView.as_view(),
+        name="fhir-operation-unknown",
+    ),
     re_path(rf"^fhir/{TYPE}/?$", views.TypeView.as_view(), name="fhir-type"),
     re_path(rf"^fhir/{TYPE}/_search/?$", views.TypeSearchView.as_view(), name="fhir-search"),
     re_path(

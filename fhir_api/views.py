@@ -15,9 +15,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import bundles, interactions
+from . import bundles, interactions, operations
 from .capability import capability_statement
 from .exceptions import BadRequest, NotFound
+from .operations import everything, lastn
 from .parsers import FHIRJSONParser, JSONParser
 
 # Parameters that change how a response is written, never what an interaction selects.
@@ -236,6 +237,59 @@ class VersionView(FHIRView):
         return self.answer(
             interactions.vread(self.context(request), resource_type, logical_id, version)
         )
+
+
+def operation_items(request) -> list[tuple[str, str]]:
+    """An operation's input: the URL's parameters, and for a POST a form or a Parameters body."""
+    items = query_items(request)
+    if request.method == "POST" and request.data:
+        if hasattr(request.data, "lists"):
+            items += [
+                (k, v) for k, vs in request.data.lists() for v in vs if k not in FORMAT_PARAMS
+            ]
+        else:
+            items += operations.parameter_items(request.data)
+    return items
+
+
+class EverythingView(FHIRView):
+    """[base]/Patient/[id]/$everything (hl7.org/fhir/R4B/patient-operation-everything.html)."""
+
+    parser_classes = [FormParser, FHIRJSONParser, JSONParser]
+
+    def get(self, request, logical_id: str):
+        ctx = self.context(request)
+        return self.answer(everything.everything(ctx, logical_id, operation_items(request)))
+
+    post = get
+
+
+class LastnView(FHIRView):
+    """[base]/Observation/$lastn (hl7.org/fhir/R4B/observation-operation-lastn.html)."""
+
+    parser_classes = [FormParser, FHIRJSONParser, JSONParser]
+
+    def get(self, request):
+        return self.answer(lastn.lastn(self.context(request), operation_items(request)))
+
+    post = get
+
+
+class UnknownOperationView(FHIRView):
+    """[base]/[type]/$op and [base]/[type]/[id]/$op of an operation this server lacks."""
+
+    def _unknown(self, request, *args, operation: str, **kwargs):
+        if operation == "everything" and kwargs.get("resource_type") == "Patient":
+            raise NotFound(
+                "Patient/$everything for all patients is not supported:"
+                " use [base]/Patient/[id]/$everything",
+                code="not-supported",
+            )
+        raise NotFound(
+            f"The operation ${operation} is not supported on {request.path}", code="not-supported"
+        )
+
+    get = post = put = patch = delete = _unknown
 
 
 class UnknownView(FHIRView):
