@@ -71,26 +71,31 @@ def test_deterioration_raises_one_flag_that_escalates_and_resolves_after_calm(ap
     send(device, vitals(T0 + timedelta(minutes=5), hr=115, rr=22, spo2=95))
     alert = Alert.objects.get(problem="news2")
     assert alert.severity == 2
-    flags = api.fhir("GET", f"/fhir/Flag?patient={patient}&status=active").json_body
+    flags = api.fhir("GET", f"/fhir/Flag?patient={patient}").json_body
     assert flags["total"] == 1 and "NEWS2 5" in flags["entry"][0]["resource"]["code"]["text"]
+    assert flags["entry"][0]["resource"]["status"] == "active"
     # More of the same: still one alert. Worse: it escalates, the same Flag.
     send(device, vitals(T0 + timedelta(minutes=6), hr=116, rr=22, spo2=95))
     send(device, vitals(T0 + timedelta(minutes=7), hr=135, rr=26, spo2=95, sbp=95))
     assert Alert.objects.filter(problem="news2").count() == 1
     alert.refresh_from_db()
     assert alert.severity == 3
-    assert api.fhir("GET", f"/fhir/Flag?patient={patient}&status=active").json_body["total"] == 1
+    flags = api.fhir("GET", f"/fhir/Flag?patient={patient}").json_body
+    assert flags["total"] == 1 and flags["entry"][0]["resource"]["status"] == "active"
     # Calm for longer than the calm period: the alert resolves itself, the Flag is inactive.
     send(device, vitals(T0 + timedelta(minutes=10)))
     send(device, vitals(T0 + timedelta(minutes=45)))
     alert.refresh_from_db()
     assert alert.status == Alert.RESOLVED
-    assert api.fhir("GET", f"/fhir/Flag?patient={patient}&status=inactive").json_body["total"] == 1
+    flags = api.fhir("GET", f"/fhir/Flag?patient={patient}").json_body
+    assert flags["total"] == 1
+    assert flags["entry"][0]["resource"]["status"] == "inactive"
+    assert "end" in flags["entry"][0]["resource"]["period"]
 
 
 def test_a_fall_alerts_at_once(api, wearer, send):
     patient, device = wearer
-    send(device, vitals(T0) + [{"type": "fall", "time": format_instant(T0 + timedelta(minutes=1))}])
+    send(device, [*vitals(T0), {"type": "fall", "time": format_instant(T0 + timedelta(minutes=1))}])
     alert = Alert.objects.get(problem="event:fall")
     assert alert.severity == 3
     flag = api.fhir(
