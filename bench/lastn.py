@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Observation/$lastn for one patient with many Observations: latency against its SQL floor.
+
+    .venv/bin/python bench/lastn.py                          # 10,000 Observations over 10 codes
+    .venv/bin/python bench/lastn.py --observations 1000 --background 100 --calls 200
+    .venv/bin/python bench/lastn.py --database-url postgres://postgres@127.0.0.1:5432/other
+
+Uses (and creates, then migrates, when missing) the PostgreSQL database ``clouddth_bench_lastn``
+unless ``--database-url`` names another. It loads, once, Patient ``bench-p0`` with
+``--observations`` vital-sign Observations over 10 LOINC codes (one every 7 minutes) and
+``--background`` other patients with ``--background-observations`` each, through
+``fhir_api.services`` (the write path of the API, index rows included); a later run finds them
+and loads nothing. Then, for a few $lastn queries, it prints p50/p95/min of ``--calls`` calls of:
+
+- floor: ``SELECT count(*)`` of the patient's ``code`` token rows, the index range the
+  operation reads once to know the patient's codes;
+- ranking: the operation's ranking queries (``operations.lastn.ranked``: the codes, the recent
+  window of the date index, the exact ranking of the codes it did not settle);
+- full rank: the exact ranking statement over all the patient's Observations
+  (``operations.lastn.statement``: token rows joined with date rows, a window function per
+  code), what the ranking would cost without the recent window;
+- request: ``GET [base]/Observation/$lastn?…`` through Django's test client (the whole view,
+  authentication and rendering, no network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clouddth_bench_lastn"
+CODES = (
+    "8867-4",
+    "8310-5",
+    "9279-1",
+    "2708-6",
+    "29463-7",
+    "8302-2",
+    "39156-5",
+    "8480-6",
+    "8462-4",
+    "85354-9",
+)
+QUERIES = (
+    "patient=bench-p0",
+    "patient=bench-p0&max=3",
+    "patient=bench-p0&category=vital-signs",
+    "patient=bench-p0&code=http://loinc.org|8867-4,http://loinc.org|8310-5&max=5",
+)
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def setup(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("SECRET_KEY", "bench-lastn-" + "x" * 40)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
+    name = database_url.rsplit("/", 1)[1]
+    admin = database_url.rsplit("/", 1)[0] + "/postgres"
+    exists = subprocess.run(
+        ["psql", admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not exists:
+        subprocess.run(["psql", admin, "-c", f'CREATE DATABASE "{name}"'], check=True)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def load(patient: str, n: int) -> None:
+    from django.db import transaction
+
+    from fhir_api import services
+    from fhir_api.models import Resource
+
+    if Resource.objects.filter(resource_type="Patient", logical_id=patient).exists():
+        return
+    services.update("Patient", patient, {"resourceType": "Patient", "id": patient})
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    for chunk in range(0, n, 1000):
+        with transaction.atomic():
+            for i in range(chunk, min(n, chunk + 1000)):
+                when = (start + timedelta(minutes=7 * i)).isoformat().replace("+00:00", "Z")
+                services.create(
+                    "Observation",
+                    {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "category": [{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
+                        "code": {"coding": [{"system": "http://loinc.org", "code": CODES[i % 10]}]},
+                        "subject": {"reference": f"Patient/{patient}"},
+                        "effectiveDateTime": when,
+                        "valueQuantity": {
+                            "value": 60 + i % 40,
+                            "unit": "/min",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "/min",
+                        },
+                    },
+                )
+        print(f"  {patient}: {min(n, chunk + 1000)} Observations", flush=True)
+
+
+def timed(calls: int, run: Callable[[], object]) -> str:
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    p95 = samples[max(0, round(len(samples) * 0.95) - 1)]
+    return (
+        f"p50 {statistics.median(samples) * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
+        f"   min {samples[0] * 1000:7.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument("--observations", type=int, default=10_000)
+    parser.add_argument("--background", type=int, default=20, help="other patients")
+    parser.add_argument("--background-observations", type=int, default=1_000)
+    parser.add_argument("--calls", type=int, default=50)
+    args = parser.parse_args()
+    setup(args.database_url)
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from fhir_api.models import ApiToken, Resource
+    from fhir_api.operations import lastn
+    from fhir_api.search.query import parse_query_string
+
+    load("bench-p0", args.observations)
+    for k in range(args.background):
+        load(f"bench-bg{k}", args.background_observations)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    total = Resource.objects.filter(resource_type="Observation").count()
+    print(f"{total} Observations; bench-p0 has {args.observations}; {args.calls} calls each")
+    user, _ = get_user_model().objects.get_or_create(username="bench-lastn")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user, 'bench')[1]}")
+
+    def floor() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM fhir_token_index WHERE patient = %s"
+                " AND resource_type = 'Observation' AND param = 'code'",
+                ["bench-p0"],
+            )
+            cursor.fetchall()
+
+    for query in QUERIES:
+        request = lastn.parse(parse_query_string(query), strict=False)
+        sql, params = lastn.statement(request, "bench-p0", exact=False)
+
+        def full(sql: str = sql, params: list = params) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                cursor.fetchall()
+
+        def ranking(request: lastn.LastnRequest = request) -> None:
+            lastn.ranked(request, "bench-p0", exact=False)
+
+        def http(query: str = query) -> None:
+            response = client.get(f"/fhir/Observation/$lastn?{query}")
+            assert response.status_code == 200, response.content
+
+        entries = len(client.get(f"/fhir/Observation/$lastn?{query}").json()["entry"])
+        print(f"{query}  ({entries} entries)")
+        print(f"  floor     {timed(args.calls, floor)}")
+        print(f"  ranking   {timed(args.calls, ranking)}")
+        print(f"  full rank {timed(args.calls, full)}")
+        print(f"  request   {timed(args.calls, http)}")
+
+
+if __name__ == "__main__":
+    main()
