@@ -33,6 +33,17 @@ OPERATIONS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+def _operations(resource_type: str) -> list[tuple[str, str]]:
+    """This app's operations and those other apps registered (operations.register)."""
+    from .operations import EXTENSIONS
+
+    found = list(OPERATIONS.get(resource_type, ()))
+    found += [
+        (e.name, e.definition) for e in EXTENSIONS.values() if e.resource_type == resource_type
+    ]
+    return found
+
+
 # The common parameters a system-level search takes (search.html#all).
 SYSTEM_SEARCH_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
 
@@ -55,8 +66,8 @@ def _resources() -> tuple[dict[str, Any], ...]:
                 for name, kind, url in supported_params(resource_type)
             ],
             **(
-                {"operation": [{"name": n, "definition": d} for n, d in OPERATIONS[resource_type]]}
-                if resource_type in OPERATIONS
+                {"operation": [{"name": n, "definition": d} for n, d in _operations(resource_type)]}
+                if _operations(resource_type)
                 else {}
             ),
         }

@@ -276,9 +276,21 @@ class LastnView(FHIRView):
 
 
 class UnknownOperationView(FHIRView):
-    """[base]/[type]/$op and [base]/[type]/[id]/$op of an operation this server lacks."""
+    """[base]/[type]/$op and [base]/[type]/[id]/$op: an operation another app registered
+    (``operations.register``, e.g. the twins app's Patient/[id]/$twin), or a 404."""
+
+    parser_classes = [FormParser, FHIRJSONParser, JSONParser]
 
     def _unknown(self, request, *args, operation: str, **kwargs):
+        extension = operations.EXTENSIONS.get((kwargs.get("resource_type", ""), operation))
+        logical_id = kwargs.get("logical_id")
+        if (
+            extension is not None
+            and extension.instance == (logical_id is not None)
+            and request.method in ("GET", "POST")
+        ):
+            items = operation_items(request)
+            return self.answer(extension.handler(self.context(request), logical_id, items))
         if operation == "everything" and kwargs.get("resource_type") == "Patient":
             raise NotFound(
                 "Patient/$everything for all patients is not supported:"

@@ -9,9 +9,13 @@ class TwinsConfig(AppConfig):
 
     def ready(self) -> None:
         from devices.signals import readings_stored
+        from fhir_api import operations
         from fhir_api.signals import resource_committed
 
         from . import receivers
+        from .operation import DEFINITION_URL, answer
+
+        operations.register("Patient", "twin", DEFINITION_URL, answer)
 
         resource_committed.connect(receivers.on_resource, dispatch_uid="twins.on_resource")
         readings_stored.connect(receivers.on_readings, dispatch_uid="twins.on_readings")

@@ -149,3 +149,16 @@ def twin_parameters(patient_id: str) -> dict[str, Any]:
             )
         params.append({"name": "device", "part": part})
     return {"resourceType": "Parameters", "parameter": params}
+
+
+def answer(ctx, logical_id: str | None, items: list[tuple[str, str]]):
+    """The ``$twin`` handler registered with fhir_api.operations (it takes no parameters)."""
+    from fhir_api.interactions import Answer
+
+    if items:
+        names = ", ".join(sorted({name for name, _value in items}))
+        from fhir_api.exceptions import BadRequest
+
+        raise BadRequest(f"$twin takes no parameters (got {names})")
+    assert logical_id is not None
+    return Answer(200, twin_parameters(logical_id))

@@ -10,9 +10,45 @@ form-encoded POST body, or a ``Parameters`` resource (``parameter_items``), and 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import BadRequest
+
+if TYPE_CHECKING:
+    from ..interactions import Answer, Context
+
+
+@dataclass(frozen=True)
+class Extension:
+    """An operation another app provides (fhir_api imports none of them: they register here,
+    in their AppConfig.ready). ``handler(ctx, logical_id, items)`` answers it."""
+
+    resource_type: str
+    name: str
+    definition: str
+    instance: bool
+    handler: Callable[[Context, str | None, list[tuple[str, str]]], Answer]
+
+
+EXTENSIONS: dict[tuple[str, str], Extension] = {}
+
+
+def register(
+    resource_type: str,
+    name: str,
+    definition: str,
+    handler: Callable[[Context, str | None, list[tuple[str, str]]], Answer],
+    *,
+    instance: bool = True,
+) -> None:
+    """Make ``[base]/[type]/[id]/$name`` (or ``[base]/[type]/$name``) answer with ``handler``,
+    and declare it in the CapabilityStatement with its OperationDefinition's canonical URL."""
+    EXTENSIONS[(resource_type, name)] = Extension(
+        resource_type, name, definition, instance, handler
+    )
+
 
 # The value[x] types an operation's primitive input parameter may come as (datatypes.html).
 PRIMITIVE_VALUES = (
