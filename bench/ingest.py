@@ -34,7 +34,8 @@ checks ``Observation?code=http://loinc.org|8867-4&_summary=count`` (HTTP) or its
 
 The floor: the same readings mapped to the same rows the ingest writes (the Observation JSON in
 the resource and version tables and its index rows, built by the ingest's own code), loaded
-with ``COPY … FROM STDIN`` into plain tables (no index, no constraint) in one transaction.
+with ``COPY … FROM STDIN`` into plain tables (no index, no constraint) in one transaction, right
+after each transport in its database (a shared machine's load changes from minute to minute).
 
 Printed: readings/s per transport, the floor, the ratio, the peak RSS (VmHWM) of each ingest
 process (gunicorn workers, mqtt_ingest), CPU seconds per 1,000 readings of the ingest processes
@@ -318,6 +319,7 @@ class Outcome:
     rss_mb: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    floor: float | None = None  # COPY floor, readings/s, measured right after, in its database
 
     @property
     def rate(self) -> float:
@@ -705,6 +707,30 @@ def run_floor(db_url: str, rows_dir: Path, total: int, nice: int = 0) -> tuple[f
         conn.close()
 
 
+def measure_floor(args, data: dict, env: dict, db_url: str, workdir: Path) -> tuple[float, int]:
+    """The floor in ``db_url``: readings/s of the COPY, and its bytes (rows mapped once)."""
+    rows_dir = workdir / "rows"
+    if not rows_dir.exists():
+        print("floor: mapping the same readings to their rows …", flush=True)
+        rows_dir.mkdir()
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--internal-floor-rows",
+                data["file"],
+                str(rows_dir),
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=args.timeout,
+        )
+    total = sum(len(v) for v in data["readings"].values())
+    seconds, size = run_floor(db_url, rows_dir, total, args.nice)
+    return total / seconds, size
+
+
 # --- Main --------------------------------------------------------------------------------------
 
 
@@ -799,18 +825,17 @@ def fresh_database(args, env: dict) -> None:
     )
 
 
-def report(
-    args, outcomes: list[Outcome], floor: float | None, floor_bytes: int
-) -> tuple[dict, bool]:
+def report(args, outcomes: list[Outcome], floor_bytes: int) -> tuple[dict, bool]:
     ok = True
-    figures: dict = {"floor_readings_per_s": floor}
+    figures: dict = {}
     print()
-    if floor:
+    if floor_bytes:
         print(
-            f"COPY floor: {floor:,.0f} readings/s"
-            f" ({floor_bytes / 1e6:,.0f} MB of resource, version and index rows, plain tables)"
+            f"COPY floor: the same rows ({floor_bytes / 1e6:,.0f} MB of resource, version and index"
+            " rows) into plain tables, right after each transport in its database"
         )
     for o in outcomes:
+        floor = o.floor
         ratio = o.rate / floor if floor else float("nan")
         peak = max(o.rss_mb.values(), default=float("nan"))
         per_k = {k: v / o.searchable * 1000 for k, v in o.cpu.items()} if o.searchable else {}
@@ -823,7 +848,7 @@ def report(
         else:
             print("  twin refreshes queued (Celery, memory:// broker), not run")
         if floor:
-            print(f"  ratio to the COPY floor: {ratio:.1%}")
+            print(f"  COPY floor {floor:,.0f} readings/s; ratio to it: {ratio:.1%}")
         print(
             "  CPU s per 1,000 readings: "
             + ", ".join(f"{k} {v:.2f}" for k, v in per_k.items())
@@ -855,6 +880,7 @@ def report(
             "readings": o.searchable,
             "seconds": o.seconds,
             "readings_per_s": o.rate,
+            "floor_readings_per_s": floor,
             "ratio_to_floor": ratio if floor else None,
             "peak_rss_mb": o.rss_mb,
             "cpu_s_per_1000": per_k,
@@ -883,7 +909,6 @@ def main(argv=None) -> int:
     # The readings: a stretch of simulated time well inside the pairings (made 30 days back).
     t0 = (datetime.now(UTC) - timedelta(days=25)).replace(minute=0, second=0, microsecond=0)
     outcomes: list[Outcome] = []
-    floor = None
     floor_bytes = 0
     broker = None
     server = None
@@ -911,6 +936,10 @@ def main(argv=None) -> int:
                 env, db_url = server.env, server.db_url
                 server.stop()
                 server = None
+                if not args.no_floor:
+                    outcomes[-1].floor, floor_bytes = measure_floor(
+                        args, data, env, db_url, workdir
+                    )
             elif transport == "mqtt":
                 env = {
                     **os.environ,
@@ -936,33 +965,17 @@ def main(argv=None) -> int:
                     flush=True,
                 )
                 outcomes.append(run_mqtt(args, data, env, db_url, mqtt_url, workdir))
+                if not args.no_floor:
+                    outcomes[-1].floor, floor_bytes = measure_floor(
+                        args, data, env, db_url, workdir
+                    )
                 if broker is not None:
                     broker.stop()
                     broker = None
             else:
                 print(f"unknown transport {transport!r}", file=sys.stderr)
                 return 2
-        if not args.no_floor and outcomes:
-            print("floor: mapping the same readings to their rows …", flush=True)
-            rows_dir = workdir / "rows"
-            rows_dir.mkdir()
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--internal-floor-rows",
-                    data["file"],
-                    str(rows_dir),
-                ],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                timeout=args.timeout,
-            )
-            total = sum(len(v) for v in data["readings"].values())
-            seconds, floor_bytes = run_floor(db_url, rows_dir, total, args.nice)
-            floor = total / seconds
-        figures, ok = report(args, outcomes, floor, floor_bytes)
+        figures, ok = report(args, outcomes, floor_bytes)
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2))
         return 0 if ok else 1
