@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ...exceptions import BadRequest
@@ -20,6 +21,24 @@ from .uri import below_q
 NOTHING = Q(pk__isnull=True)
 
 
+def local_q() -> Q:
+    """Reference rows that point into this server: relative, or absolute under our base.
+
+    ``Patient/1`` on this server is not ``http://other.org/fhir/Patient/1`` (search.html#reference).
+    Without ``FHIR_BASE_URL`` the server cannot tell its own absolute URLs from another
+    server's, and takes the ``Type/id`` of every absolute reference as local.
+    """
+    base = settings.FHIR_BASE_URL
+    if not base:
+        return Q()
+    return Q(url="") | below_q("url", base + "/")
+
+
+def _is_local(url: str) -> bool:
+    base = settings.FHIR_BASE_URL
+    return not base or url.startswith(base + "/")
+
+
 def value_q(value: str, target_type: str | None, targets: tuple[str, ...]) -> Q:
     if value.startswith(("http://", "https://", "urn:")):
         url, version = split_escaped(value, "|")
@@ -30,17 +49,22 @@ def value_q(value: str, target_type: str | None, targets: tuple[str, ...]) -> Q:
         else:
             url_q = Q(url=f"{url}|{unescape(version)}") | Q(url=url)
         parts = split_reference(url)
-        return url_q | (Q(target_type=parts[0], target_id=parts[1]) if parts else NOTHING)
+        if parts is None or not _is_local(url) or (target_type and parts[0] != target_type):
+            return url_q
+        # Our own absolute URL also finds the relative references to the resource.
+        return url_q | (Q(target_type=parts[0], target_id=parts[1]) & local_q())
     if "/" in value:
         parts = split_reference(value)
         if parts is None:
             raise BadRequest(f"'{value}' is not a reference: use [type]/[id] or [id]")
         if target_type and parts[0] != target_type:
             return NOTHING
-        return Q(target_type=parts[0], target_id=parts[1])
+        return Q(target_type=parts[0], target_id=parts[1]) & local_q()
     if target_type:
-        return Q(target_type=target_type, target_id=value)
-    return Q(target_id=value, target_type__in=targets) if targets else Q(target_id=value)
+        return Q(target_type=target_type, target_id=value) & local_q()
+    if targets:
+        return Q(target_id=value, target_type__in=targets) & local_q()
+    return Q(target_id=value) & local_q()
 
 
 def list_q(criterion: Criterion) -> Q:
@@ -53,7 +77,7 @@ def list_q(criterion: Criterion) -> Q:
         resource__deleted=False,
         target_type=OuterRef("resource_type"),
         target_id=OuterRef("logical_id"),
-    )
+    ).filter(local_q())
     return Q(Exists(items))
 
 
@@ -65,16 +89,18 @@ def _chain_targets(criterion: Criterion, chain_q: ChainQ) -> Q:
     param = criterion.param
     chains = criterion.chains or {t: criterion.chain for t in (param.targets if param else ())}
     ors = Q()
+    error: BadRequest | None = None
     for target, chained in chains.items():
         assert chained is not None
         try:
             ids = chain_ids(target, chained, chain_q)
-        except BadRequest:
-            if len(chains) == 1:
-                raise
+        except BadRequest as exc:  # a value this target's parameter cannot take
+            error = exc
             continue
         ors |= Q(target_type=target, target_id__in=ids)
-    return ors
+    if not ors and error is not None:
+        raise error
+    return ors & local_q()
 
 
 def chain_ids(target: str, criterion: Criterion, chain_q: ChainQ) -> QuerySet:
@@ -122,7 +148,7 @@ def has_q(ctx: Ctx, has: HasClause, criterion_q: ChainQ) -> Q:
         param=has.reference_param,
         target_type__in=ctx.resource_types,
         resource__deleted=False,
-    )
+    ).filter(local_q())
     on_source = _through_resource(inner)
     if on_source is None:
         sources = Resource.objects.filter(resource_type=has.source_type).filter(inner)
