@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "devices",
     "twins",
     "forecasting",
+    "imaging",
 ]
 
 MIDDLEWARE = [
