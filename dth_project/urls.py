@@ -1,5 +1,5 @@
 """Top-level URL map: the FHIR API under /fhir, the admin under /admin, the clinicians' views
-(ward overview, patient twin pages) under /twins."""
+(ward overview, patient twin pages) under /twins, DICOMweb (imaging) under /dicomweb."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("", lambda request: redirect("admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("twins/", include("twins.urls")),
+    path("dicomweb/", include("imaging.urls")),
     path("", include("devices.urls")),
     path("", include("fhir_api.urls")),
 ]
