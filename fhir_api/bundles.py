@@ -103,9 +103,13 @@ def route(ctx: interactions.Context, request: dict[str, Any], body: Any) -> inte
     elif method == "POST" and n == 1:
         return interactions.create(ctx, parts[0], body, request.get("ifNoneExist"))
     elif method == "PUT" and n == 1 and query:
-        return interactions.conditional_update(ctx, parts[0], query, body, request.get("ifMatch"))
+        return interactions.conditional_update(
+            ctx, parts[0], query, body, request.get("ifMatch"), request.get("ifNoneMatch")
+        )
     elif method == "PUT" and n == 2:
-        return interactions.update(ctx, parts[0], parts[1], body, request.get("ifMatch"))
+        return interactions.update(
+            ctx, parts[0], parts[1], body, request.get("ifMatch"), request.get("ifNoneMatch")
+        )
     elif method == "PATCH" and n == 1 and query:
         ops = _patch_operations(body)
         return interactions.conditional_patch(ctx, parts[0], query, ops, request.get("ifMatch"))

@@ -88,17 +88,30 @@ def create(ctx: Context, resource_type: str, body: Any, if_none_exist: str | Non
 
 
 def update(
-    ctx: Context, resource_type: str, logical_id: str, body: Any, if_match: str | None
+    ctx: Context,
+    resource_type: str,
+    logical_id: str,
+    body: Any,
+    if_match: str | None,
+    if_none_match: str | None = None,
 ) -> Answer:
-    return write_answer(
-        ctx, services.update(resource_type, logical_id, body, if_match=if_match), verb="Updated"
+    outcome = services.update(
+        resource_type, logical_id, body, if_match=if_match, if_none_match=if_none_match
     )
+    return write_answer(ctx, outcome, verb="Updated")
 
 
 def conditional_update(
-    ctx: Context, resource_type: str, query: str, body: Any, if_match: str | None
+    ctx: Context,
+    resource_type: str,
+    query: str,
+    body: Any,
+    if_match: str | None,
+    if_none_match: str | None = None,
 ) -> Answer:
-    outcome = services.conditional_update(resource_type, query, body, if_match=if_match)
+    outcome = services.conditional_update(
+        resource_type, query, body, if_match=if_match, if_none_match=if_none_match
+    )
     return write_answer(ctx, outcome, verb="Updated")
 
 

@@ -57,6 +57,29 @@ def parse_etag(value: str | None) -> int | None:
     return int(text)
 
 
+def parse_etags(value: str, header: str = "If-Match") -> set[int] | None:
+    """The versions an ``If-Match``/``If-None-Match`` lists; None for ``*`` (any version).
+
+    RFC 9110 §13.1.1-2: the value is ``*`` or a comma-separated list of entity tags.
+    """
+    text = value.strip()
+    if text == "*":
+        return None
+    versions: set[int] = set()
+    for part in text.split(","):
+        try:
+            version = parse_etag(part)
+        except BadRequest:
+            raise BadRequest(
+                f"{header} '{value}' is not * or a list of version ETags such as W/\"3\""
+            ) from None
+        if version is not None:
+            versions.add(version)
+    if not versions:
+        raise BadRequest(f"{header} '{value}' is not * or a list of version ETags such as W/\"3\"")
+    return versions
+
+
 def _content(resource_type: str, logical_id: str, data: dict[str, Any], version: int, now) -> str:
     """The JSON to store: the client's resource with the server's id and meta (kept in order)."""
     meta = data.get("meta")
@@ -165,15 +188,43 @@ def _locked(resource_type: str, logical_id: str) -> Resource | None:
 
 
 def _check_if_match(current: Resource | None, if_match: str | None) -> None:
-    wanted = parse_etag(if_match)
-    if wanted is None:
+    """``If-Match`` on a write (http.html#concurrency, RFC 9110 §13.1.1).
+
+    ``*`` means "the resource exists": the write goes ahead on any current version and fails
+    with 412 when there is none (never created, or deleted), so an update never creates.
+    A list of ETags must name the current version.
+    """
+    if if_match is None:
         return
+    wanted = parse_etags(if_match)
     if current is None or current.deleted:
         raise PreconditionFailed(f"If-Match {if_match}: the resource does not exist")
-    if current.version_id != wanted:
+    if wanted is not None and current.version_id not in wanted:
         raise PreconditionFailed(
             f'If-Match {if_match} does not match the current version W/"{current.version_id}";'
             " read the resource again and reapply your change"
+        )
+
+
+def _check_if_none_match(current: Resource | None, if_none_match: str | None) -> None:
+    """``If-None-Match`` on an update (RFC 9110 §13.1.2): ``*`` makes a PUT create-only.
+
+    ``*`` fails with 412 when the resource exists (a deleted one does not); a list of ETags
+    fails when it names the current version.
+    """
+    if if_none_match is None:
+        return
+    unwanted = parse_etags(if_none_match, "If-None-Match")
+    if current is None or current.deleted:
+        return
+    if unwanted is None:
+        raise PreconditionFailed(
+            f"If-None-Match *: {current.resource_type}/{current.logical_id} already exists"
+            f' (version W/"{current.version_id}")'
+        )
+    if current.version_id in unwanted:
+        raise PreconditionFailed(
+            f'If-None-Match {if_none_match}: the current version is W/"{current.version_id}"'
         )
 
 
@@ -225,9 +276,17 @@ def create(
 
 
 def update(
-    resource_type: str, logical_id: str, data: Any, *, if_match: str | None = None
+    resource_type: str,
+    logical_id: str,
+    data: Any,
+    *,
+    if_match: str | None = None,
+    if_none_match: str | None = None,
 ) -> WriteOutcome:
-    """PUT [base]/[type]/[id] (hl7.org/fhir/R4B/http.html#update), creating when absent."""
+    """PUT [base]/[type]/[id] (hl7.org/fhir/R4B/http.html#update), creating when absent.
+
+    ``If-None-Match: *`` makes it create-only (412 when the resource exists).
+    """
     check_resource_type(resource_type)
     check_id(logical_id)
     validate_resource(data, resource_type)
@@ -243,6 +302,7 @@ def update(
             with transaction.atomic():
                 current = _locked(resource_type, logical_id)
                 _check_if_match(current, if_match)
+                _check_if_none_match(current, if_none_match)
                 created = current is None or current.deleted
                 row = _store(current, resource_type, logical_id, data, "PUT")
             return WriteOutcome(row, created=created)
@@ -254,7 +314,12 @@ def update(
 
 
 def conditional_update(
-    resource_type: str, query: str, data: Any, *, if_match: str | None = None
+    resource_type: str,
+    query: str,
+    data: Any,
+    *,
+    if_match: str | None = None,
+    if_none_match: str | None = None,
 ) -> WriteOutcome:
     """PUT [base]/[type]?[search] (hl7.org/fhir/R4B/http.html#cond-update)."""
     check_resource_type(resource_type)
@@ -265,14 +330,24 @@ def conditional_update(
         found = single_match(resource_type, query, "update")
         if found is None:
             if data.get("id"):
-                return update(resource_type, data["id"], data, if_match=if_match)
+                return update(
+                    resource_type, data["id"], data, if_match=if_match, if_none_match=if_none_match
+                )
+            if if_match is not None:
+                _check_if_match(None, if_match)
             return create(resource_type, data)
         if data.get("id") not in (None, found):
             raise BadRequest(
                 f"The body's id '{data['id']}' is not the id '{found}' of the resource that"
                 f" matches '{query}'"
             )
-        return update(resource_type, found, {**data, "id": found}, if_match=if_match)
+        return update(
+            resource_type,
+            found,
+            {**data, "id": found},
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
 
 
 def _apply_patch(current: Resource, operations: Any) -> dict[str, Any]:

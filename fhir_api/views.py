@@ -135,9 +135,15 @@ class TypeView(FHIRView):
     def put(self, request, resource_type: str):
         query = self._condition(request, "update")
         ctx = self.context(request)
-        if_match = request.META.get("HTTP_IF_MATCH")
         return self.answer(
-            interactions.conditional_update(ctx, resource_type, query, request.data, if_match)
+            interactions.conditional_update(
+                ctx,
+                resource_type,
+                query,
+                request.data,
+                request.META.get("HTTP_IF_MATCH"),
+                request.META.get("HTTP_IF_NONE_MATCH"),
+            )
         )
 
     def patch(self, request, resource_type: str):
@@ -203,10 +209,14 @@ class InstanceView(FHIRView):
         )
 
     def put(self, request, resource_type: str, logical_id: str):
-        if_match = request.META.get("HTTP_IF_MATCH")
         return self.answer(
             interactions.update(
-                self.context(request), resource_type, logical_id, request.data, if_match
+                self.context(request),
+                resource_type,
+                logical_id,
+                request.data,
+                request.META.get("HTTP_IF_MATCH"),
+                request.META.get("HTTP_IF_NONE_MATCH"),
             )
         )
 
