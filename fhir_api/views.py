@@ -46,6 +46,19 @@ def condition(request) -> str:
 
 
 class FHIRView(APIView):
+    # OPTIONS answers what the endpoint allows, never DRF's description of the view.
+    metadata_class = None
+
+    def check_permissions(self, request) -> None:
+        # OPTIONS tells only the methods an endpoint allows (at the base, the public
+        # CapabilityStatement): no token needed, as for a CORS preflight, which has none.
+        if request.method != "OPTIONS":
+            super().check_permissions(request)
+
+    def options(self, request, *args, **kwargs):
+        """OPTIONS: 200 and the ``Allow`` header, no body (RFC 9110 §9.3.7)."""
+        return Response(None, status=200)
+
     def context(self, request) -> interactions.Context:
         prefer_return, strict = interactions.parse_prefer(request.META.get("HTTP_PREFER"))
         base = base_url(request)
@@ -76,6 +89,11 @@ class SystemView(FHIRView):
 
     def post(self, request):
         return Response(bundles.process(self.context(request), request.data))
+
+    def options(self, request, *args, **kwargs):
+        """OPTIONS [base]: the CapabilityStatement, as the conformance interaction of FHIR
+        DSTU1 was and as older clients still ask (hl7.org/fhir/R4B/http.html#capabilities)."""
+        return Response(capability_statement(base_url(request)))
 
     def get(self, request):
         ctx = self.context(request)
@@ -313,6 +331,13 @@ class UnknownOperationView(FHIRView):
 
     get = post = put = patch = delete = _unknown
 
+    def options(self, request, *args, operation: str, **kwargs):
+        extension = operations.EXTENSIONS.get((kwargs.get("resource_type", ""), operation))
+        if extension is None or extension.instance != (kwargs.get("logical_id") is not None):
+            return self._unknown(request, *args, operation=operation, **kwargs)
+        self.headers["Allow"] = "GET, POST, OPTIONS"
+        return Response(None, status=200)
+
 
 class UnknownView(FHIRView):
     """Any other path under /fhir: a 404 OperationOutcome, never an HTML page."""
@@ -322,4 +347,4 @@ class UnknownView(FHIRView):
     def _unknown(self, request, *args, **kwargs):
         raise NotFound(f"{request.method} {request.path} is not a FHIR endpoint of this server")
 
-    get = post = put = patch = delete = _unknown
+    get = post = put = patch = delete = options = _unknown
