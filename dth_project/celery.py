@@ -1,4 +1,8 @@
-"""The Celery app. With no CELERY_BROKER_URL tasks run eagerly in process (see settings)."""
+"""The Celery app. With no CELERY_BROKER_URL tasks run eagerly in process (see settings).
+
+Production runs workers (``celery -A dth_project worker``) and one scheduler
+(``celery -A dth_project beat``) that sends the periodic tasks of ``beat_schedule``.
+"""
 
 from __future__ import annotations
 
@@ -15,3 +19,10 @@ if not app.conf.broker_url:
     # broker on localhost.
     app.conf.broker_url = "memory://"
 app.autodiscover_tasks()
+
+# Periodic tasks, sent by ``celery -A dth_project beat`` (one beat per deployment).
+app.conf.beat_schedule = {
+    # Re-run each monitored twin's rules at the wall clock, so that a device that went silent
+    # is flagged although no reading comes to say so (twins.rules.device_rule).
+    "twins-check-devices": {"task": "twins.tasks.check_devices", "schedule": 60.0},
+}
