@@ -1,0 +1,73 @@
+"""The PNG previews of stored instances, drawn once and kept, keyed by the file's sha256.
+
+A preview depends only on the file's bytes, the frame and the size asked for, so it is stored
+under ``previews/<sha256[:2]>/<sha256>-f<frame>-<size|full>.png`` through Django's storage API
+(``STORAGES["dicom_previews"]`` when configured, else the filesystem under ``DTH_VAR_DIR``).
+The same file stored twice shares its previews; nothing needs invalidating, since a file's
+content never changes under its sha256. Rendering is in ``imaging.preview``.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, InvalidStorageError, Storage, storages
+
+if TYPE_CHECKING:
+    from .models import DicomInstance
+
+log = logging.getLogger(__name__)
+
+# The last chunk of every PNG; a file without it was still being written by another process.
+PNG_END = b"IEND\xaeB`\x82"
+
+
+@cache
+def preview_storage() -> Storage:
+    """Where previews are kept: the ``dicom_previews`` storage if configured, else var/."""
+    try:
+        return storages["dicom_previews"]
+    except InvalidStorageError:
+        return FileSystemStorage(location=settings.VAR_DIR / "dicom-previews")
+
+
+def preview_name(sha256: str, *, frame: int = 0, size: int | None = None) -> str:
+    return f"previews/{sha256[:2]}/{sha256}-f{frame}-{size or 'full'}.png"
+
+
+def _read(storage: Storage, name: str) -> bytes | None:
+    try:
+        with storage.open(name, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, OSError):
+        return None
+    return data if data.endswith(PNG_END) else None
+
+
+def cached_png(instance: DicomInstance, *, frame: int = 0, size: int | None = None) -> bytes:
+    """The instance's preview PNG: from the cache, else rendered from its file and kept.
+
+    Raises ``imaging.preview.PreviewUnavailable`` (never cached: the state on the instance says
+    it) when the instance cannot be drawn.
+    """
+    from .preview import render_stored
+
+    storage = preview_storage()
+    name = preview_name(instance.sha256, frame=frame, size=size)
+    if storage.exists(name):
+        data = _read(storage, name)
+        if data is not None:
+            return data
+    png = render_stored(instance, frame=frame, size=size)
+    try:
+        if not storage.exists(name):
+            saved = storage.save(name, ContentFile(png))
+            if saved != name:  # another process saved it meanwhile: keep one copy
+                storage.delete(saved)
+    except OSError as exc:
+        log.warning("preview of %s not cached: %s", instance.sha256, exc)
+    return png
