@@ -70,6 +70,9 @@ class DicomInstance(models.Model):
     preview = models.CharField(max_length=12, choices=PREVIEW_STATES, default=PREVIEW_NONE)
     preview_note = models.CharField(max_length=200, blank=True, default="")
     received = models.DateTimeField(auto_now_add=True)
+    received_by = models.CharField(
+        max_length=150, blank=True, default="", help_text="Who sent the file (user or command)"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["series_uid", "instance_number"], name="dicom_series")]
