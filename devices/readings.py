@@ -38,6 +38,7 @@ from .mapping import (
     UCUM,
     Measure,
 )
+from .ranges import EVENT_CODES, Ranges, interpretation
 
 # Readings stamped further ahead than this are refused: a device clock gone wrong.
 FUTURE_TOLERANCE = timedelta(minutes=10)
@@ -227,12 +228,18 @@ def observation(
     device_fhir_id: str,
     key: str,
     gateway_fhir_id: str | None = None,
+    ranges: Ranges | None = None,
 ) -> dict[str, Any]:
     """The FHIR Observation of a checked reading (observation-vitalsigns, PHD IG).
 
-    The category and code parts are shared between the Observations of a type (``_coded``):
-    serialise the result or copy it before changing it.
+    ``ranges``: how the patient's values read (``devices.ranges``: the twin's thresholds or
+    the NEWS2 bands), giving each vital value its ``interpretation`` and ``referenceRange``;
+    None reads them with the defaults (NEWS2 scale 1).
+
+    The category, code, interpretation and range parts are shared between Observations
+    (``_coded``, ``devices.ranges``): serialise the result or copy it before changing it.
     """
+    ranges = ranges or DEFAULT_RANGES
     r = checked.reading
     kind = r.type
     category, code, components = _coded(kind)
@@ -259,22 +266,31 @@ def observation(
     if components:
         systolic, diastolic = components
         obs["component"] = [
-            {
-                "code": systolic,
-                "valueQuantity": _quantity(checked.systolic, "mm[Hg]", "mmHg"),
-            },
-            {
-                "code": diastolic,
-                "valueQuantity": _quantity(checked.diastolic, "mm[Hg]", "mmHg"),
-            },
+            _judged(
+                {"code": systolic, "valueQuantity": _quantity(checked.systolic, "mm[Hg]", "mmHg")},
+                ranges,
+                "systolic",
+                checked.systolic,
+            ),
+            _judged(
+                {
+                    "code": diastolic,
+                    "valueQuantity": _quantity(checked.diastolic, "mm[Hg]", "mmHg"),
+                },
+                ranges,
+                "diastolic",
+                checked.diastolic,
+            ),
         ]
     elif kind == "battery":
         obs["valueQuantity"] = _quantity(checked.value, "%", "%")
     elif kind in EVENTS:
         obs["valueBoolean"] = True
+        obs["interpretation"] = interpretation(EVENT_CODES[kind])
     else:
         m = MEASURES[kind]
         obs["valueQuantity"] = _quantity(checked.value, m.unit, m.unit_display)
+        _judged(obs, ranges, kind, checked.value)
         if checked.original is not None:
             value, unit = checked.original
             extensions.append(
@@ -286,6 +302,18 @@ def observation(
     if extensions:
         obs["extension"] = extensions
     return obs
+
+
+DEFAULT_RANGES = Ranges()
+
+
+def _judged(element: dict[str, Any], ranges: Ranges, vital: str, value: Decimal | None):
+    """``element`` (an Observation or a component) with the interpretation and reference
+    range of its value, when the vital has thresholds."""
+    verdict = ranges.judge(vital)(float(value)) if value is not None else None
+    if verdict is not None:
+        element["interpretation"], element["referenceRange"] = verdict
+    return element
 
 
 def _categories(code: str) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from fhir_api.models import Resource
 from .indexrows import observation_rows
 from .mapping import EUI64_SYSTEM
 from .models import DeadLetter, Device, DeviceKey, Pairing, ReadingKey
+from .ranges import Ranges, settings_for
 from .readings import Checked, Reading, Rejected, check, identifier, observation
 from .signals import readings_stored
 
@@ -251,6 +252,7 @@ def ingest(
     keyed: list[tuple[str, dict[str, Any], Checked]] = []
     rejections: list[tuple[int, str, Any]] = []
     seen: set[str] = set()
+    ranges: dict[str, Ranges] = {}  # per patient, their settings read once per batch
     for index, item in enumerate(items):
         if item.reading is None:
             rejections.append((index, item.error or "unreadable reading", item.raw))
@@ -271,13 +273,13 @@ def ingest(
             result.duplicate += 1
             continue
         seen.add(key)
-        keyed.append(
-            (
-                key,
-                observation(checked, patient=patient, device_fhir_id=device.fhir_id, key=key),
-                checked,
-            )
+        judged = ranges.get(patient)
+        if judged is None:
+            judged = ranges[patient] = Ranges(settings_for([patient])[patient])
+        obs = observation(
+            checked, patient=patient, device_fhir_id=device.fhir_id, key=key, ranges=judged
         )
+        keyed.append((key, obs, checked))
 
     with transaction.atomic():
         claimed = _claim([k for k, _o, _c in keyed])
