@@ -180,6 +180,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# The queue tasks are sent to and workers consume: deployments (or test runs) sharing a broker
+# keep apart by giving each its own.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE") or "celery"
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 
