@@ -22,13 +22,14 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_api.models import CompositeIndex, DateIndex, QuantityIndex, ReferenceIndex, TokenIndex
-from fhir_api.search import ucum
+from fhir_api.search import registry, ucum
 from fhir_api.search.extract import IndexRows, normalize
 
 from .readings import Checked
 
 MICROSECOND = timedelta(microseconds=1)
-STATUS = ("status", "", "final", None)
+# Observation.status is a code of a required binding: its rows carry that CodeSystem.
+STATUS = ("status", registry.params_for("Observation")["status"].code_system, "final", None)
 
 
 def _concept_rows(concept: dict[str, Any]) -> list[tuple[str, str, str | None]]:

@@ -4,7 +4,10 @@ The FHIR R4B SearchParameter resources ship in the npm package ``hl7.fhir.r4b.co
 (hl7.org/fhir/R4B/searchparameter-registry.html). This script reads them and writes, per
 resource type, each parameter's code, type, the part of its FHIRPath expression that applies
 to that type, its reference targets and its composite components: the data the search
-registry is built from. It also keeps the compartment definitions (which parameters put a
+registry is built from. For a token parameter on ``code`` elements with a required binding
+(``Patient.gender``) it also writes ``codeSystem``, the one CodeSystem of the bound ValueSet
+(``http://hl7.org/fhir/administrative-gender``): the implicit system of those codes, which
+index extraction writes in their token rows (search.html#token). It also keeps the compartment definitions (which parameters put a
 resource in a Patient's, Device's, … compartment: hl7.org/fhir/R4B/compartmentdefinition.html). Regenerate with::
 
     cd "$(mktemp -d)" && npm pack hl7.fhir.r4b.core@4.3.0 && tar xzf hl7.fhir.r4b.core-4.3.0.tgz
@@ -14,6 +17,7 @@ resource in a Patient's, Device's, … compartment: hl7.org/fhir/R4B/compartment
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,8 +56,83 @@ def for_base(expression: str, base: str) -> str | None:
     return " | ".join(mine) if mine else None
 
 
+def _elements(package: Path) -> dict[str, dict[str, dict]]:
+    """Snapshot elements of every resource and datatype StructureDefinition, by path."""
+    out: dict[str, dict[str, dict]] = {}
+    for path in sorted(package.glob("StructureDefinition-*.json")):
+        sd = json.loads(path.read_text())
+        if sd.get("derivation") == "constraint" or "snapshot" not in sd:
+            continue
+        out[sd["type"]] = {e["path"]: e for e in sd["snapshot"]["element"]}
+    return out
+
+
+def _value_set_systems(package: Path) -> dict[str, list[str]]:
+    """The CodeSystems each ValueSet includes, by canonical URL (without version)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(package.glob("ValueSet-*.json")):
+        vs = json.loads(path.read_text())
+        includes = vs.get("compose", {}).get("include", [])
+        out[vs["url"]] = sorted({i["system"] for i in includes if i.get("system")})
+    return out
+
+
+_SIMPLE = re.compile(r"^[A-Z][A-Za-z]*(\.[a-z][A-Za-z]*)+$")
+
+
+def _element(elements: dict[str, dict[str, dict]], dotted: str) -> dict | None:
+    """The element definition a plain path (``Patient.gender``, ``Patient.name.use``) ends at,
+    walking into datatypes where the resource's snapshot stops."""
+    owner, *names = dotted.split(".")
+    current = owner
+    for i, name in enumerate(names):
+        element = elements.get(owner, {}).get(f"{current}.{name}")
+        if element is None:
+            return None
+        if i == len(names) - 1:
+            return element
+        types = element.get("type") or []
+        code = types[0].get("code") if len(types) == 1 else None
+        if code in ("BackboneElement", "Element"):
+            current = f"{current}.{name}"
+        elif code in elements:
+            owner = current = code
+        else:
+            return None
+    return None
+
+
+def code_system(
+    expression: str, elements: dict[str, dict[str, dict]], systems: dict[str, list[str]]
+) -> str | None:
+    """The implicit system of a token expression's ``code`` values: the single CodeSystem of
+    the required binding of every ``code`` element it selects, when each member of the union is
+    a plain path and none selects another primitive type (whose strings would get it too)."""
+    found: set[str] = set()
+    for part in split_union(expression):
+        if not _SIMPLE.match(part):
+            return None
+        element = _element(elements, part)
+        if element is None:
+            return None
+        types = [t.get("code") for t in element.get("type") or []]
+        if types == ["code"]:
+            binding = element.get("binding") or {}
+            if binding.get("strength") != "required" or not binding.get("valueSet"):
+                return None
+            included = systems.get(binding["valueSet"].split("|", 1)[0], [])
+            if len(included) != 1:
+                return None
+            found.add(included[0])
+        elif any(t and t[:1].islower() for t in types):  # another primitive: string, uri…
+            return None
+    return found.pop() if len(found) == 1 else None
+
+
 def build(package: Path) -> dict[str, Any]:
     by_type: dict[str, dict[str, Any]] = {}
+    elements = _elements(package)
+    systems = _value_set_systems(package)
     urls: dict[str, str] = {}
     for path in sorted(package.glob("SearchParameter-*.json")):
         sp = json.loads(path.read_text())
@@ -65,6 +144,10 @@ def build(package: Path) -> dict[str, Any]:
             entry: dict[str, Any] = {"type": sp["type"], "url": sp["url"]}
             if expression:
                 entry["expression"] = expression
+                if sp["type"] == "token" and base not in ("Resource", "DomainResource"):
+                    system = code_system(expression, elements, systems)
+                    if system:
+                        entry["codeSystem"] = system
             if sp.get("target"):
                 entry["target"] = sorted(sp["target"])
             if sp.get("component"):

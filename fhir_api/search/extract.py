@@ -320,9 +320,15 @@ def _simple(param: registry.SearchParam, resource_type: str) -> Extractor | None
     kind = param.type
 
     if kind == "token":
+        implicit = param.code_system
 
         def token(data: dict[str, Any], out: IndexRows) -> None:
             for node in path(data):
+                if implicit and isinstance(node.value, str):
+                    # A code of a required binding is in that binding's CodeSystem, so
+                    # gender=http://hl7.org/fhir/administrative-gender|male finds it.
+                    out.add(TokenIndex, (code, implicit, _cut(node.value), None))
+                    continue
                 for row in token_values(node):
                     out.add(TokenIndex, (code, *row))
                 for row in identifier_types(node):

@@ -45,6 +45,9 @@ class SearchParam:
     expression: str | None
     targets: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
+    # The implicit system of the ``code`` elements a token parameter selects: the CodeSystem of
+    # their required binding (Patient.gender: http://hl7.org/fhir/administrative-gender).
+    code_system: str = ""
 
 
 @cache
@@ -65,6 +68,7 @@ def _param(code: str, raw: dict, resource_type: str) -> SearchParam:
         components=tuple(
             Component(c.get("code", ""), c["expression"]) for c in raw.get("component", ())
         ),
+        code_system=raw.get("codeSystem", ""),
     )
 
 
