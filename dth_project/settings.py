@@ -205,6 +205,23 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 # starting the server (a deployment may still run collectstatic into STATIC_ROOT).
 WHITENOISE_USE_FINDERS = True
 
+# --- Imaging (DICOM) -------------------------------------------------------------------------
+# DICOM files are kept whole, content-addressed, in the "dicom" storage (imaging/storage.py).
+DICOM_STORAGE_DIR = Path(os.environ.get("DICOM_STORAGE_DIR") or VAR_DIR / "dicom")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "dicom": {
+        "BACKEND": "imaging.storage.AtomicFileSystemStorage",
+        "OPTIONS": {"location": str(DICOM_STORAGE_DIR)},
+    },
+}
+# The identifier system under which a Patient carries the DICOM PatientID (0010,0020): a study
+# is attached to the Patient with identifier DICOM_PATIENT_ID_SYSTEM|<PatientID>, else quarantined.
+DICOM_PATIENT_ID_SYSTEM = os.environ.get(
+    "DICOM_PATIENT_ID_SYSTEM", "https://clouddth.example/patient-id"
+)
+
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
     CSRF_COOKIE_HTTPONLY = False
