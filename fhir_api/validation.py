@@ -1,7 +1,8 @@
 """Validation of incoming resources with the ``fhir.resources`` R4B models.
 
 Every write is validated (hl7.org/fhir/R4B/validation.html); a resource that fails gets a 422
-with one OperationOutcome issue per problem, each located by a FHIRPath-like ``expression``.
+with one OperationOutcome issue per problem, each located by a FHIRPath-like ``expression``;
+codes are checked against their required value sets (``bindings``).
 The models are used only to check: what is stored is the client's JSON, so nothing is lost or
 reformatted by a parse-and-dump round trip.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from . import bindings
 from .exceptions import BadRequest, Issue, NotFound, UnprocessableEntity
 from .resource_types import RESOURCE_TYPES
 
@@ -69,6 +71,8 @@ def validate_resource(data: Any, resource_type: str | None = None) -> dict[str, 
             Issue("error", "invalid", f"{path}: {CONTROL_MESSAGE}", (path,))
             for path in _control_characters(data, found)
         ]
+        # Codes outside a required binding (terminologies.html#required): the models let them pass.
+        issues += bindings.check(data, found)
         model.model_validate(data)
     except ValidationError as exc:
         issues += [
