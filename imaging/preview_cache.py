@@ -1,8 +1,10 @@
 """The PNG previews of stored instances, drawn once and kept, keyed by the file's sha256.
 
 A preview depends only on the file's bytes, the frame and the size asked for, so it is stored
-under ``previews/<sha256[:2]>/<sha256>-f<frame>-<size|full>.png`` through Django's storage API
-(``STORAGES["dicom_previews"]`` when configured, else the filesystem under ``DTH_VAR_DIR``).
+under ``previews/<sha256[:2]>/<sha256>-f<frame>-<size|full>.png`` through Django's storage API:
+``STORAGES["dicom_previews"]`` when configured, else next to the files in the DICOM storage
+(``STORAGES["dicom"]``, whose filesystem backend writes atomically, so a reader never sees half a
+PNG; a PNG without its final IEND chunk is drawn again anyway).
 The same file stored twice shares its previews; nothing needs invalidating, since a file's
 content never changes under its sha256. Rendering is in ``imaging.preview``.
 """
@@ -10,12 +12,12 @@ content never changes under its sha256. Rendering is in ``imaging.preview``.
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, InvalidStorageError, Storage, storages
+from django.core.files.storage import InvalidStorageError, Storage, storages
+
+from .storage import dicom_storage
 
 if TYPE_CHECKING:
     from .models import DicomInstance
@@ -26,13 +28,12 @@ log = logging.getLogger(__name__)
 PNG_END = b"IEND\xaeB`\x82"
 
 
-@cache
 def preview_storage() -> Storage:
-    """Where previews are kept: the ``dicom_previews`` storage if configured, else var/."""
+    """Where previews are kept: the ``dicom_previews`` storage if configured, else the DICOM one."""
     try:
         return storages["dicom_previews"]
     except InvalidStorageError:
-        return FileSystemStorage(location=settings.VAR_DIR / "dicom-previews")
+        return dicom_storage()
 
 
 def preview_name(sha256: str, *, frame: int = 0, size: int | None = None) -> str:
