@@ -20,7 +20,7 @@ A series whose files carry no Modality (Type 1 in DICOM, but absent in some file
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -116,8 +116,8 @@ def oid(uid: str) -> str:
 
 
 def format_started(started: datetime) -> str:
-    text = started.isoformat()
-    return text.replace("+00:00", "Z") if text.endswith("+00:00") else text
+    """An instant in UTC, as the database gives it back, so every version writes it alike."""
+    return started.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _sort_key(number: int | None, uid: str) -> tuple[int, int, str]:

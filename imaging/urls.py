@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from django.urls import path
+
+from . import views
+
 app_name = "imaging"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("studies", views.StudiesView.as_view(), name="stow"),
+    path(
+        "studies/<str:study>/series/<str:series>/instances/<str:instance>",
+        views.InstanceView.as_view(),
+        name="instance",
+    ),
+]
