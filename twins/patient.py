@@ -13,6 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from devices.models import Pairing
+from imaging.twin import patient_studies
 
 from .display import SEVERITY, ago, instant, number, unit_label
 from .models import STAGES, Alert, LifecycleEvent, PatientTwin
@@ -127,4 +128,5 @@ def overview(twin: PatientTwin, now: datetime | None = None) -> dict[str, Any]:
         "resolved_alerts": resolved_alerts,
         "thresholds": thresholds_in_force(twin),
         "clock": instant(twin.state.get("clock")),
+        "imaging_studies": patient_studies(twin.patient_id),
     }

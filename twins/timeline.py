@@ -20,6 +20,7 @@ from devices.models import Pairing
 from fhir_api import json_io
 from fhir_api.models import ReferenceIndex, Resource, ResourceVersion
 from fhir_api.search.dates import format_instant
+from imaging.twin import timeline_previews
 
 from .display import SEVERITY, instant
 from .fhir import TWIN_TAG
@@ -100,6 +101,7 @@ class Entry:
     detail: str = ""
     by: str = ""
     reference: str = ""
+    image: str = ""  # a preview to show beside it (an imaging study's first image)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "at": format_instant(self.at)}
@@ -201,7 +203,7 @@ def _from_twin(data: dict[str, Any]) -> bool:
     return any(tag.get("code") == TWIN_TAG["code"] for tag in _path(data, "meta.tag") or [])
 
 
-def _record_entries(patient_id: str, skip: set[str]) -> list[Entry]:
+def _record_entries(patient_id: str, skip: set[str], images: dict[str, str]) -> list[Entry]:
     pks = (
         ReferenceIndex.objects.filter(
             target_type="Patient", target_id=patient_id, resource_type__in=TIMELINE_TYPES
@@ -223,7 +225,9 @@ def _record_entries(patient_id: str, skip: set[str]) -> list[Entry]:
         if at is None:
             continue
         title, detail, by = _describe(resource_type, data)
-        entries.append(Entry(at, KINDS[resource_type], title, detail, by, reference))
+        entries.append(
+            Entry(at, KINDS[resource_type], title, detail, by, reference, images.get(reference, ""))
+        )
     return entries
 
 
@@ -337,7 +341,7 @@ def timeline(patient_id: str, *, newest_first: bool = False) -> list[Entry]:
         + lifecycle
         + _device_entries(patient_id)
         + _alert_entries(patient_id)
-        + _record_entries(patient_id, mirrored)
+        + _record_entries(patient_id, mirrored, timeline_previews(patient_id))
     )
     entries.sort(key=lambda e: (e.at, e.kind, e.title), reverse=newest_first)
     return entries
