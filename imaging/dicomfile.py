@@ -31,6 +31,8 @@ from pydicom.errors import InvalidDicomError
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# The reason given for a DICOMDIR, which an import of a medium skips rather than counts as failed.
+DICOMDIR_REASON = "a DICOMDIR (an index of files on a medium), not an instance"
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -176,7 +178,7 @@ def read(data: bytes) -> DicomFile:
         raise DicomRejected(f"truncated: the file ends ({len(data)} bytes) inside a data element")
     meta = dataset.file_meta
     if _uid(meta, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
-        raise DicomRejected("a DICOMDIR (an index of files on a medium), not an instance")
+        raise DicomRejected(DICOMDIR_REASON)
     try:
         uids = {keyword: _uid(dataset, keyword) for keyword in REQUIRED_UIDS}
     except Exception as exc:
