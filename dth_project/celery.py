@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
 
@@ -25,4 +26,10 @@ app.conf.beat_schedule = {
     # Re-run each monitored twin's rules at the wall clock, so that a device that went silent
     # is flagged although no reading comes to say so (twins.rules.device_rule).
     "twins-check-devices": {"task": "twins.tasks.check_devices", "schedule": 60.0},
+    # Forecast every series with data in the last two days, once a night at
+    # FORECAST_NIGHTLY_HOUR:15 UTC (settings checks the hour): one task per series.
+    "forecasting-nightly": {
+        "task": "forecasting.tasks.forecast_all",
+        "schedule": crontab(minute=15, hour=os.environ.get("FORECAST_NIGHTLY_HOUR") or "2"),
+    },
 }

@@ -180,6 +180,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+
+# --- Forecasting (forecasting/) ---------------------------------------------------------------
+try:
+    # P(crossing the patient's threshold) from which a forecast opens a predicted alert
+    FORECAST_ALERT_PROBABILITY = float(os.environ.get("FORECAST_ALERT_PROBABILITY") or 0.7)
+    # A forecast "beats its baseline" with at least this backtest skill (0.1: 10% lower MAE)
+    FORECAST_MIN_SKILL = float(os.environ.get("FORECAST_MIN_SKILL") or 0.1)
+except ValueError:
+    raise ImproperlyConfigured(
+        "FORECAST_ALERT_PROBABILITY and FORECAST_MIN_SKILL are decimal numbers."
+    ) from None
+if not 0 < FORECAST_ALERT_PROBABILITY <= 1:
+    raise ImproperlyConfigured("FORECAST_ALERT_PROBABILITY is a probability in (0, 1].")
+FORECAST_HORIZON_HOURS = env_int("FORECAST_HORIZON_HOURS", 48)
+if not 24 <= FORECAST_HORIZON_HOURS <= 72:
+    raise ImproperlyConfigured("FORECAST_HORIZON_HOURS is 24 to 72.")
+FORECAST_SAMPLES = env_int("FORECAST_SAMPLES", 200)
+if FORECAST_SAMPLES < 20:
+    raise ImproperlyConfigured("FORECAST_SAMPLES is at least 20 (for the 95% interval).")
+# New hourly means of a vital since its last forecast that make it due again
+FORECAST_REFORECAST_HOURS = env_int("FORECAST_REFORECAST_HOURS", 6)
+# UTC hour of the nightly forecast of every series (celery beat)
+FORECAST_NIGHTLY_HOUR = env_int("FORECAST_NIGHTLY_HOUR", 2)
+if not 0 <= FORECAST_NIGHTLY_HOUR <= 23:
+    raise ImproperlyConfigured("FORECAST_NIGHTLY_HOUR is an hour, 0 to 23.")
+# Re-forecast a series after each twin refresh that brought enough new data (0: only nightly)
+FORECAST_ON_NEW_DATA = env_bool("FORECAST_ON_NEW_DATA", True)
 # The queue tasks are sent to and workers consume: deployments (or test runs) sharing a broker
 # keep apart by giving each its own.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE") or "celery"

@@ -46,9 +46,12 @@ def _finding_of(alert: Alert) -> Finding:
 
 def reconcile(patient_id: str, findings: list[Finding], now: datetime) -> list[Alert]:
     """Bring the patient's open alerts in line with the findings at ``now``; the alerts changed."""
+    # Predicted alerts are the forecasts' (forecasting.warning): a later forecast resolves them.
     open_alerts = {
         a.problem: a
-        for a in Alert.objects.filter(patient_id=patient_id).exclude(status=Alert.RESOLVED)
+        for a in Alert.objects.filter(patient_id=patient_id, predicted=False).exclude(
+            status=Alert.RESOLVED
+        )
     }
     by_problem: dict[str, Finding] = {}
     for finding in findings:

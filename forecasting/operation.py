@@ -1,0 +1,159 @@
+"""``GET [base]/Patient/{id}/$forecast?code=<loinc>``: the latest forecast of one vital.
+
+Answers a ``Parameters`` (hl7.org/fhir/R4B/parameters.html) with the run's status (a skipped
+run says why), the forecast points with their 80% and 95% intervals, the backtest (MAE and MAPE
+of prophet and of each baseline, the skill and whether it beat the baseline), the alert
+threshold, the probability of crossing it and when, and the run's ``RiskAssessment``. The
+forecast is brought up to date first (``services.run_forecast``: the stored run when the data
+is the same, so a repeated call fits nothing). Declared in the CapabilityStatement with the
+OperationDefinition below (hl7.org/fhir/R4B/operationdefinition.html). Errors: 404 for an
+unknown patient, 410 for a deleted one, 400 for a missing, repeated or unknown code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_api.exceptions import BadRequest
+from fhir_api.search.dates import format_instant
+
+from .models import ForecastRun
+from .series import FORECAST_VITALS, UnknownCode
+
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+DEFINITION_URL = "https://clouddth.example/fhir/OperationDefinition/Patient-forecast"
+_CODES = ", ".join(f"{code} ({name})" for name, (code, _g, _l) in FORECAST_VITALS.items())
+OPERATION_DEFINITION: dict[str, Any] = {
+    "resourceType": "OperationDefinition",
+    "id": "Patient-forecast",
+    "url": DEFINITION_URL,
+    "name": "PatientForecast",
+    "title": "Forecast of one of the patient's vital signs",
+    "status": "active",
+    "kind": "operation",
+    "code": "forecast",
+    "resource": ["Patient"],
+    "system": False,
+    "type": False,
+    "instance": True,
+    "affectsState": False,
+    "description": (
+        "The latest prophet forecast of a vital sign of the patient (hourly vitals 24-72 h ahead,"
+        " weight and glucose 14 days ahead) with 80% and 95% intervals, its rolling-origin"
+        " backtest against naive, seasonal naive and mean baselines, and the probability that"
+        " the vital crosses the patient's alert threshold within the horizon."
+    ),
+    "parameter": [
+        {
+            "name": "code",
+            "use": "in",
+            "min": 1,
+            "max": "1",
+            "type": "code",
+            "documentation": f"LOINC code of the vital: {_CODES}",
+        },
+        {
+            "name": "return",
+            "use": "out",
+            "min": 1,
+            "max": "1",
+            "type": "Parameters",
+            "documentation": (
+                "status, reason, granularity, horizon, windowStart, windowEnd, skill,"
+                " beatsBaseline, threshold, direction, probability, crossingAt, riskAssessment,"
+                " backtest (parts: model, mae, mape), point (parts: time, yhat, lo80, hi80,"
+                " lo95, hi95)"
+            ),
+        },
+    ],
+}
+
+
+def _decimal(name: str, value: float | None) -> list[dict[str, Any]]:
+    return [] if value is None else [{"name": name, "valueDecimal": round(float(value), 4)}]
+
+
+def _quantity(name: str, value: float, unit: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "valueQuantity": {"value": round(value, 3), "unit": unit, "system": UCUM, "code": unit},
+    }
+
+
+def forecast_parameters(run: ForecastRun) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{run.patient_id}"}},
+        {"name": "code", "valueCoding": {"system": LOINC, "code": run.code}},
+        {"name": "vital", "valueString": run.vital},
+        {"name": "status", "valueCode": run.status},
+        {"name": "granularity", "valueCode": run.granularity},
+        {"name": "created", "valueDateTime": format_instant(run.created)},
+        {"name": "points", "valueInteger": run.n_points},
+    ]
+    if run.reason:
+        params.append({"name": "reason", "valueString": run.reason})
+    if run.window_start and run.window_end:
+        params.append({"name": "windowStart", "valueDateTime": format_instant(run.window_start)})
+        params.append({"name": "windowEnd", "valueDateTime": format_instant(run.window_end)})
+    if run.status != ForecastRun.DONE:
+        return {"resourceType": "Parameters", "parameter": params}
+    params.append({"name": "horizon", "valueInteger": run.horizon})
+    params += _decimal("skill", run.skill)
+    params.append({"name": "beatsBaseline", "valueBoolean": run.beats_baseline})
+    if run.threshold is not None:
+        params.append(_quantity("threshold", run.threshold, run.unit))
+        params.append({"name": "direction", "valueCode": run.direction})
+        params += _decimal("probability", run.probability)
+        if run.crossing_at:
+            params.append({"name": "crossingAt", "valueDateTime": format_instant(run.crossing_at)})
+    if run.risk_assessment_id:
+        params.append(
+            {
+                "name": "riskAssessment",
+                "valueReference": {"reference": f"RiskAssessment/{run.risk_assessment_id}"},
+            }
+        )
+    scores = run.backtest or {}
+    if scores.get("baseline"):
+        params.append({"name": "baseline", "valueCode": scores["baseline"]})
+    for model in ("prophet", "naive", "seasonal_naive", "mean"):
+        if not isinstance(scores.get(model), dict):
+            continue
+        part = [{"name": "model", "valueCode": model}]
+        part += _decimal("mae", scores[model].get("mae"))
+        part += _decimal("mape", scores[model].get("mape"))
+        params.append({"name": "backtest", "part": part})
+    for point in run.points:
+        part = [{"name": "time", "valueDateTime": point["t"]}]
+        for key in ("yhat", "lo80", "hi80", "lo95", "hi95"):
+            part += _decimal(key, point[key])
+        params.append({"name": "point", "part": part})
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def answer(ctx, logical_id: str | None, items: list[tuple[str, str]]):
+    """The ``$forecast`` handler registered with fhir_api.operations."""
+    from fhir_api.interactions import Answer
+
+    from .services import run_forecast
+
+    unknown = sorted({name for name, _value in items if name != "code"})
+    if unknown:
+        raise BadRequest(f"$forecast takes only code (got {', '.join(unknown)})")
+    codes = [value for name, value in items if name == "code"]
+    if not codes or not codes[0].strip():
+        raise BadRequest(f"$forecast needs code, the LOINC code of a vital: {_CODES}")
+    if len(codes) > 1:
+        raise BadRequest("$forecast takes one code")
+    code = codes[0].strip()
+    if "|" in code:  # a token: system|code
+        system, code = code.split("|", 1)
+        if system and system != LOINC:
+            raise BadRequest(f"$forecast codes are LOINC ({LOINC}), not {system}")
+    assert logical_id is not None
+    try:
+        run = run_forecast(logical_id, code)
+    except UnknownCode as error:
+        raise BadRequest(str(error)) from None
+    return Answer(200, forecast_parameters(run))
