@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from pydicom.uid import generate_uid
 
@@ -13,6 +14,7 @@ from fhir_api import services as store
 from fhir_api.models import Resource
 from imaging import services
 from imaging.models import DicomInstance, DicomStudy
+from twins.roles import CLINICIAN, NURSE, ensure_roles
 
 # Fixtures are imported from the support module (pytest finds them here).
 # ruff: noqa: F401, F811
@@ -217,3 +219,24 @@ def test_instance_page_shows_its_preview_state_and_the_imaging_study(staff, dico
     assert "rendered" in listing and "not an image" in listing
     ecg_page = text(staff.get(f"/admin/imaging/dicominstance/{ecg.pk}/change/"))
     assert "no pixel data: 12-lead ECG Waveform Storage" in ecg_page
+
+
+def test_clinicians_upload_and_link_nurses_see_the_quarantine(db, client, dicom_storage):
+    from .twin_views_support import _member
+
+    ensure_roles()  # the groups as the migrations make them (a flush elsewhere empties them)
+    services.store_files([("mr", data_of(MR))], by="tests")
+    study = DicomStudy.objects.get()
+    patient = make_patient("someone-else")
+    User = get_user_model()
+
+    client.force_login(_member(User, "nurse.joy", NURSE))
+    assert "Quarantine (1)" in text(client.get(STUDIES))
+    assert client.get(UPLOAD).status_code == 403
+    assert client.post(LINK, {"ids": str(study.pk), "patient_id": patient}).status_code == 403
+
+    client.force_login(_member(User, "dr.grey", CLINICIAN))
+    assert client.get(UPLOAD).status_code == 200
+    assert client.post(LINK, {"ids": str(study.pk), "patient_id": patient}).status_code == 302
+    study.refresh_from_db()
+    assert study.patient_id == patient and study.linked_by == "dr.grey"

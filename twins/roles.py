@@ -4,7 +4,8 @@ Three Django groups, made by the data migration ``0002_clinician_roles`` (``ensu
 
 - ``nurse``: sees the ward and the patients' twins; acknowledges, assigns and comments alerts;
 - ``clinician``: all a nurse does, and escalates and resolves alerts, changes a patient's
-  NEWS2 settings and thresholds and lifecycle stage, and records diagnoses;
+  NEWS2 settings and thresholds and lifecycle stage, records diagnoses, uploads DICOM files and
+  links a quarantined imaging study to its Patient (both roles see the imaging admin);
 - ``admin``: every permission of every app.
 
 The views ask for a Django permission (``user.has_perm``), never for a group name, so a
@@ -49,7 +50,12 @@ _READ = (
     "fhir_api.view_resourceversion",
     "devices.view_device",
     "devices.view_pairing",
+    "imaging.view_dicomstudy",
+    "imaging.view_dicominstance",
 )
+# Imaging (imaging.admin): upload DICOM files, link a quarantined study to its Patient.
+IMAGING_UPLOAD = "imaging.add_dicominstance"
+IMAGING_LINK = "imaging.change_dicomstudy"
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     NURSE: (*_READ, TRIAGE),
     CLINICIAN: (
@@ -60,6 +66,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         CHANGE_SETTINGS,
         CHANGE_STAGE,
         DIAGNOSE,
+        IMAGING_UPLOAD,
+        IMAGING_LINK,
     ),
 }
 
