@@ -24,7 +24,6 @@ when its pixel data are compressed in a transfer syntax no installed decoder han
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,8 @@ from pydicom import uid as dicom_uid
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+from . import png
 
 if TYPE_CHECKING:
     from .models import DicomInstance
@@ -219,8 +220,8 @@ def _colour_levels(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
             bits = 8  # some writers declare 16-bit entries but store 8-bit values
     if pixels.dtype == np.uint8 and bits <= 8:
         return pixels
-    if np.issubdtype(pixels.dtype, np.integer) and bits > 8:
-        return (pixels.astype(np.uint64) >> (bits - 8)).clip(0, 255).astype(np.uint8)
+    if pixels.dtype.kind == "u" and bits > 8:
+        return np.minimum(pixels >> (bits - 8), 255).astype(np.uint8)
     return np.rint(_min_max(np.asarray(pixels, dtype=np.float32)) * 255.0).astype(np.uint8)
 
 
@@ -245,13 +246,11 @@ def _frame_count(dataset: Dataset) -> int:
 
 
 def _png(levels: np.ndarray, size: int | None) -> bytes:
-    image = Image.fromarray(levels, "RGB" if levels.ndim == 3 else "L")
-    if size:
+    if size and max(levels.shape[:2]) > size:
+        image = Image.fromarray(levels, "RGB" if levels.ndim == 3 else "L")
         image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    buffer = io.BytesIO()
-    # Fast zlib level: previews are drawn on request and cached; size matters less than time.
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
+        levels = np.asarray(image)
+    return png.encode(levels)
 
 
 def render_dataset(dataset: Dataset, *, frame: int = 0, size: int | None = None) -> bytes:
@@ -267,7 +266,7 @@ def render_dataset(dataset: Dataset, *, frame: int = 0, size: int | None = None)
 
 
 def _encode(pixels: np.ndarray, dataset: Dataset, size: int | None) -> bytes:
-    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
+    if pixels.ndim == 3 and pixels.shape[-1] != 3:
         # A multi-frame array came back whole (one-frame decoders); keep the first.
         pixels = pixels[0]
     photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
