@@ -1,4 +1,8 @@
-"""The MQTT consumer: readings from ``dth/devices/<device>/readings`` into the ingest service.
+"""The MQTT consumer: readings from ``<prefix>/<device>/readings`` into the ingest service.
+
+The prefix is ``dth/devices`` unless the setting ``MQTT_TOPIC_PREFIX`` (environment variable
+of the same name, or ``mqtt_ingest --topic-prefix``) says otherwise: deployments, test runs or
+benches sharing one broker each take their own and never see each other's messages.
 
 QoS 1 with a persistent session (clean_session off, a fixed client id), and each message is
 acknowledged only after the transaction holding its readings has committed: a consumer killed
@@ -10,7 +14,7 @@ readings or ``max_wait`` seconds) so that one transaction serves many messages.
 A message body is the HTTP body of ``POST /api/devices/readings`` (our JSON or Open mHealth)
 plus ``"key": "<device key>"``; the key must belong to the device named in the topic.
 Several consumers share the load with ``--shared`` (MQTT shared subscription
-``$share/ingest/…``).
+``$share/ingest/<prefix>/+/readings``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 
 from fhir_api import json_io
 from fhir_api.exception_handler import as_fhir_error
@@ -35,7 +39,7 @@ from . import services
 from .adapters import device_named, parse_payload
 
 log = logging.getLogger(__name__)
-TOPIC = "dth/devices/+/readings"
+DEFAULT_PREFIX = "dth/devices"
 
 
 @dataclass
@@ -53,19 +57,38 @@ def broker_address(url: str | None = None) -> tuple[str, int, str | None, str | 
     return parsed.hostname or "127.0.0.1", parsed.port or 1883, parsed.username, parsed.password
 
 
-def device_of(topic: str) -> str:
-    parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "dth" or parts[1] != "devices" or parts[3] != "readings":
-        raise BadRequest(f"topic {topic!r} is not dth/devices/<device>/readings")
-    return parts[2]
+def topic_prefix(prefix: str | None = None) -> str:
+    """The topic prefix in force (``MQTT_TOPIC_PREFIX``), checked: MQTT topic levels with no
+    wildcard, not a ``$`` system topic."""
+    value = (prefix if prefix is not None else settings.MQTT_TOPIC_PREFIX).strip("/")
+    if not value or "+" in value or "#" in value or value.startswith("$") or "//" in value:
+        raise ValueError(
+            f"MQTT topic prefix {value!r}: give topic levels such as dth/devices,"
+            " with no + or # wildcard, not starting with $"
+        )
+    return value
 
 
-def handle(message: Message) -> services.IngestResult | None:
+def subscription(prefix: str | None = None) -> str:
+    """The topic filter of every device's readings under the prefix."""
+    return f"{topic_prefix(prefix)}/+/readings"
+
+
+def device_of(topic: str, prefix: str | None = None) -> str:
+    """The device a topic is for: ``<prefix>/<device>/readings``."""
+    head = topic_prefix(prefix) + "/"
+    device = topic[len(head) : -len("/readings")] if topic.startswith(head) else ""
+    if not device or "/" in device or not topic.endswith("/readings"):
+        raise BadRequest(f"topic {topic!r} is not {head}<device>/readings")
+    return device
+
+
+def handle(message: Message, prefix: str | None = None) -> services.IngestResult | None:
     """Ingest one message; what cannot be stored becomes a dead letter (never an exception)."""
     text = message.payload.decode("utf-8", "replace")
     claimed = ""
     try:
-        claimed = device_of(message.topic)
+        claimed = device_of(message.topic, prefix)
         body = json_io.loads(message.payload)
         key = body.pop("key", None) if isinstance(body, dict) else None
         device = services.authenticate(key) if isinstance(key, str) else None
@@ -106,9 +129,12 @@ class Consumer:
         max_batch: int = 2000,
         max_wait: float = 0.05,
         url: str | None = None,
+        prefix: str | None = None,
     ) -> None:
         self.host, self.port, user, password = broker_address(url)
-        self.topic = f"$share/ingest/{TOPIC}" if shared else TOPIC
+        self.prefix = topic_prefix(prefix)
+        topic = subscription(self.prefix)
+        self.topic = f"$share/ingest/{topic}" if shared else topic
         self.max_batch, self.max_wait = max_batch, max_wait
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.stopping = threading.Event()
@@ -161,7 +187,7 @@ class Consumer:
         with transaction.atomic():
             for message in batch:
                 with transaction.atomic():
-                    handle(message)
+                    handle(message, self.prefix)
         for message in batch:
             if message.qos > 0:
                 self.client.ack(message.mid, message.qos)
@@ -183,13 +209,22 @@ class Consumer:
         finally:
             self.client.loop_stop()
             self.client.disconnect()
+            connection.close()  # this thread's database connection: nothing left open
 
     def stop(self) -> None:
         self.stopping.set()
 
 
-def publish(client: mqtt.Client, device: str, key: str, body: dict[str, Any], qos: int = 1):
-    """Publish readings as a device would (used by the simulator and the tests)."""
+def publish(
+    client: mqtt.Client,
+    device: str,
+    key: str,
+    body: dict[str, Any],
+    qos: int = 1,
+    prefix: str | None = None,
+):
+    """Publish readings as a device would (used by the simulator and the tests), on the topic
+    of the device under the prefix in force."""
     return client.publish(
-        f"dth/devices/{device}/readings", json_io.dumps({**body, "key": key}), qos=qos
+        f"{topic_prefix(prefix)}/{device}/readings", json_io.dumps({**body, "key": key}), qos=qos
     )

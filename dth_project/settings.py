@@ -212,6 +212,9 @@ FORECAST_ON_NEW_DATA = env_bool("FORECAST_ON_NEW_DATA", True)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE") or "celery"
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
+# Device readings are published to <prefix>/<device>/readings; deployments (or test runs) that
+# share a broker each take a prefix of their own (devices.mqtt checks it).
+MQTT_TOPIC_PREFIX = os.environ.get("MQTT_TOPIC_PREFIX", "dth/devices")
 
 # --- Auth, i18n, static ----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

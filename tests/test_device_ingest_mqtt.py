@@ -1,4 +1,9 @@
-"""Readings over MQTT through the real Mosquitto: stored once, even across a killed consumer."""
+"""Readings over MQTT through the real Mosquitto: stored once, even across a killed consumer.
+
+Each test publishes and consumes under a topic prefix of its own (``MQTT_TOPIC_PREFIX``) and
+with client ids of its own, so that other test runs, benches or consumers on the shared broker
+neither see its messages nor send it theirs.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from django.conf import settings
 from devices import services
 from devices.mapping import READING_ID_SYSTEM
 from devices.models import DeadLetter
-from devices.mqtt import Consumer, broker_address, publish
+from devices.mqtt import Consumer, broker_address, device_of, publish, subscription
+from fhir_api import json_io
 from fhir_api.models import Resource
 from tests.conftest import ROOT, _database_url
 
@@ -36,6 +42,13 @@ def publisher() -> mqtt.Client:
     client.connect(host, port)
     client.loop_start()
     return client
+
+
+@pytest.fixture(autouse=True)
+def prefix(settings) -> str:
+    """A topic prefix of this test's own, for the consumers in this process and in others."""
+    settings.MQTT_TOPIC_PREFIX = f"test-{uuid.uuid4().hex[:10]}/dth/devices"
+    return settings.MQTT_TOPIC_PREFIX
 
 
 @pytest.fixture
@@ -65,7 +78,7 @@ def readings(start: int, n: int) -> list[dict]:
     ]
 
 
-def test_messages_become_observations_and_bad_ones_dead_letters(device):
+def test_messages_become_observations_and_bad_ones_dead_letters(device, prefix):
     dev, key, _patient = device
     client_id = f"test-consumer-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(client_id=client_id)
@@ -83,7 +96,7 @@ def test_messages_become_observations_and_bad_ones_dead_letters(device):
             5
         )  # resend
         publish(pub, dev.identifier, "dk_wrong", {"readings": readings(100, 1)}).wait_for_publish(5)
-        pub.publish(f"dth/devices/{dev.identifier}/readings", b"{broken", qos=1).wait_for_publish(5)
+        pub.publish(f"{prefix}/{dev.identifier}/readings", b"{broken", qos=1).wait_for_publish(5)
         thread.join(30)
     finally:
         pub.loop_stop()
@@ -101,9 +114,17 @@ def _open_session(client_id: str) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     client.connect(host, port)
     client.loop_start()
-    client.subscribe("dth/devices/+/readings", qos=1)[1]
+    client.subscribe(subscription(), qos=1)[1]
     time.sleep(0.5)
     client.loop_stop()
+    client.disconnect()
+
+
+def _close_session(client_id: str) -> None:
+    """Remove the persistent session from the shared broker (a clean connect ends it)."""
+    host, port, _u, _p = broker_address()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect(host, port)
     client.disconnect()
 
 
@@ -125,6 +146,7 @@ def _consumer_process(client_id: str) -> subprocess.Popen:
         "DATABASE_URL": _database_url(),
         "REQUIRE_POSTGRES": "0",
         "SECRET_KEY": "t",
+        "MQTT_TOPIC_PREFIX": settings.MQTT_TOPIC_PREFIX,  # the environment variable, as deployed
     }
     return subprocess.Popen(
         [
@@ -152,6 +174,7 @@ def test_a_consumer_killed_mid_stream_loses_and_duplicates_nothing(device):
     _open_session(client_id)
     pub = publisher()
     first = _consumer_process(client_id)
+    second = None
     try:
         for m in range(total_messages):
             publish(pub, dev.identifier, key, {"readings": readings(m * per_message, per_message)})
@@ -164,15 +187,69 @@ def test_a_consumer_killed_mid_stream_loses_and_duplicates_nothing(device):
         _end_orphan_sessions()
         stored_at_kill = device_observations().count()
         second = _consumer_process(client_id)  # same client id: the broker redelivers
-        second.wait(120)
+        assert second.wait(120) == 0
     finally:
         pub.loop_stop()
         pub.disconnect()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        _close_session(client_id)
     observations = device_observations()
-    assert (
-        stored_at_kill < total_messages * per_message
-        or stored_at_kill == total_messages * per_message
-    )
+    assert 0 < stored_at_kill < total_messages * per_message  # killed mid-stream
     assert observations.count() == total_messages * per_message
-    identifiers = [r.content for r in observations]
-    assert len(set(identifiers)) == len(identifiers)
+    keys = [json_io.loads(r.content)["identifier"][0]["value"] for r in observations]
+    assert len(set(keys)) == len(keys)
+    assert not DeadLetter.objects.exists()
+
+
+def test_a_consumer_takes_only_its_own_prefix(device, prefix):
+    """Messages under another prefix (another deployment, test run or bench on the same broker)
+    are neither stored nor dead-lettered; the prefix comes from MQTT_TOPIC_PREFIX."""
+    dev, key, _patient = device
+    other = f"test-{uuid.uuid4().hex[:10]}/dth/devices"
+    consumer = Consumer(client_id=f"test-prefix-{uuid.uuid4().hex[:8]}")
+    assert consumer.topic == f"{prefix}/+/readings"
+    pub = publisher()
+    try:
+        import threading
+
+        thread = threading.Thread(target=consumer.run, kwargs={"until_idle": 3.0})
+        thread.start()
+        assert consumer.connected.wait(10)
+        time.sleep(0.3)
+        publish(pub, dev.identifier, key, {"readings": readings(0, 5)}, prefix=other)
+        publish(pub, dev.identifier, key, {"readings": readings(100, 3)}).wait_for_publish(5)
+        pub.publish(f"{other}/{dev.identifier}/readings", b"{broken", qos=1).wait_for_publish(5)
+        thread.join(30)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert consumer.processed == 1
+    assert device_observations().count() == 3
+    assert not DeadLetter.objects.exists()
+
+
+def test_topic_prefixes_are_checked():
+    assert subscription("site-a/dth/devices/") == "site-a/dth/devices/+/readings"
+    assert device_of("site-a/devices/W-1/readings", "site-a/devices") == "W-1"
+    for bad in (
+        "site-a/devices/W-1/x/readings",
+        "dth/devices/W-1/readings",
+        "site-a/devices//readings",
+    ):
+        with pytest.raises(Exception, match="is not site-a/devices/<device>/readings"):
+            device_of(bad, "site-a/devices")
+    for prefix in ("", "/", "dth/+", "dth/#", "$SYS/x", "a//b"):
+        with pytest.raises(ValueError, match="MQTT topic prefix"):
+            subscription(prefix)
+    run = subprocess.run(
+        [sys.executable, "manage.py", "mqtt_ingest", "--topic-prefix", "dth/+"],
+        cwd=ROOT,
+        env={**os.environ, "SECRET_KEY": "t", "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0 and "MQTT topic prefix 'dth/+'" in run.stderr

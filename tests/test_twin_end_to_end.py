@@ -30,7 +30,9 @@ def vitals(at, hr, rr, spo2):
     ]
 
 
-def test_readings_to_acknowledged_alert(transactional_db, api, admin_client):
+def test_readings_to_acknowledged_alert(transactional_db, api, admin_client, settings):
+    # A topic prefix of this run's own: no other consumer on the shared broker takes its message.
+    settings.MQTT_TOPIC_PREFIX = f"test-{uuid.uuid4().hex[:10]}/dth/devices"
     patient = api.fhir(
         "POST", "/fhir/Patient", {"resourceType": "Patient", "name": [{"family": "EndToEnd"}]}
     ).json_body["id"]
