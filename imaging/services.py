@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import IO
 from urllib.parse import urlencode
@@ -39,6 +40,10 @@ from .preview import preview_state
 
 log = logging.getLogger(__name__)
 
+# Files written to storage at once: each write ends with an fsync, and fsyncs in parallel share
+# the disk's flushes instead of queueing one after another.
+STORAGE_WRITERS = 8
+
 
 @dataclass
 class StoreResult:
@@ -58,6 +63,15 @@ class StoreResult:
     def conflict(self, name: str, reason: str) -> None:
         self.failed.append((name, reason))
         self.conflicts.append((name, reason))
+
+
+@dataclass
+class _Read:
+    name: str
+    file: DicomFile
+    data: bytes
+    sha256: str
+    preview: tuple[str, str]
 
 
 @dataclass
@@ -128,6 +142,53 @@ def write_imaging_study(study: DicomStudy) -> None:
     fhir_services.update("ImagingStudy", study.imaging_study_id, body)
 
 
+def _new_instance(study: DicomStudy, item: _Accepted, by: str) -> DicomInstance:
+    parsed = item.file
+    return DicomInstance(
+        study=study,
+        sop_instance_uid=parsed.sop_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        series_uid=parsed.series_uid,
+        series_number=parsed.series_number,
+        series_description=parsed.series_description,
+        instance_number=parsed.instance_number,
+        modality=parsed.modality,
+        body_part=parsed.body_part,
+        transfer_syntax=parsed.transfer_syntax,
+        number_of_frames=parsed.number_of_frames,
+        sha256=item.kept.sha256,
+        size=item.kept.size,
+        storage_name=item.kept.name,
+        preview=item.preview[0],
+        preview_note=item.preview[1][:200],
+        received_by=by[:150],
+    )
+
+
+def _insert_instances(
+    study: DicomStudy, items: list[_Accepted], by: str, result: StoreResult
+) -> list[DicomInstance]:
+    """Insert the instances (one statement); one by one when another upload raced us to one."""
+    try:
+        with transaction.atomic():
+            return DicomInstance.objects.bulk_create([_new_instance(study, i, by) for i in items])
+    except IntegrityError:
+        pass
+    added = []
+    for item in items:
+        try:
+            with transaction.atomic():
+                instance = _new_instance(study, item, by)
+                instance.save(force_insert=True)
+        except IntegrityError:
+            # Another upload stored this SOPInstanceUID a moment ago.
+            existing = DicomInstance.objects.get(sop_instance_uid=item.file.sop_instance_uid)
+            _existing_outcome(existing, item, result)
+            continue
+        added.append(instance)
+    return added
+
+
 def _store_study(study_uid: str, items: list[_Accepted], by: str, result: StoreResult) -> None:
     first = items[0].file
     with transaction.atomic():
@@ -140,7 +201,13 @@ def _store_study(study_uid: str, items: list[_Accepted], by: str, result: StoreR
                 "description": first.study_description,
             },
         )
-        added: list[DicomInstance] = []
+        existing = {
+            i.sop_instance_uid: i
+            for i in DicomInstance.objects.filter(
+                sop_instance_uid__in=[item.file.sop_instance_uid for item in items]
+            )
+        }
+        new: list[_Accepted] = []
         for item in items:
             parsed = item.file
             if parsed.patient_id != study.dicom_patient_id:
@@ -149,40 +216,11 @@ def _store_study(study_uid: str, items: list[_Accepted], by: str, result: StoreR
                     f"PatientID '{parsed.patient_id}' differs from the PatientID"
                     f" '{study.dicom_patient_id}' of study {study_uid} already stored",
                 )
-                continue
-            existing = DicomInstance.objects.filter(
-                sop_instance_uid=parsed.sop_instance_uid
-            ).first()
-            if existing is not None:
-                _existing_outcome(existing, item, result)
-                continue
-            try:
-                with transaction.atomic():
-                    instance = DicomInstance.objects.create(
-                        study=study,
-                        sop_instance_uid=parsed.sop_instance_uid,
-                        sop_class_uid=parsed.sop_class_uid,
-                        series_uid=parsed.series_uid,
-                        series_number=parsed.series_number,
-                        series_description=parsed.series_description,
-                        instance_number=parsed.instance_number,
-                        modality=parsed.modality,
-                        body_part=parsed.body_part,
-                        transfer_syntax=parsed.transfer_syntax,
-                        number_of_frames=parsed.number_of_frames,
-                        sha256=item.kept.sha256,
-                        size=item.kept.size,
-                        storage_name=item.kept.name,
-                        preview=item.preview[0],
-                        preview_note=item.preview[1][:200],
-                        received_by=by[:150],
-                    )
-            except IntegrityError:
-                # Another upload stored this SOPInstanceUID a moment ago.
-                existing = DicomInstance.objects.get(sop_instance_uid=parsed.sop_instance_uid)
-                _existing_outcome(existing, item, result)
-                continue
-            added.append(instance)
+            elif parsed.sop_instance_uid in existing:
+                _existing_outcome(existing[parsed.sop_instance_uid], item, result)
+            else:
+                new.append(item)
+        added = _insert_instances(study, new, by, result) if new else []
         if not added:
             return
         if not study.patient_id:
@@ -194,42 +232,90 @@ def _store_study(study_uid: str, items: list[_Accepted], by: str, result: StoreR
     result.stored.extend(added)
 
 
+def _read_file(name: str, content: bytes | IO[bytes], result: StoreResult) -> _Read | None:
+    try:
+        data = _read_bytes(content)
+        parsed = dicomfile.read(data)
+    except DicomRejected as exc:
+        result.failed.append((name, exc.reason))
+        return None
+    except OSError as exc:
+        result.failed.append((name, f"could not be read: {exc}"))
+        return None
+    preview = _preview_state(parsed)
+    # The parsed data set is not needed past here: let it go before the next file is read.
+    return _Read(name, replace(parsed, dataset=None), data, storage.sha256_of(data), preview)
+
+
+def _known(uids: list[str]) -> dict[str, DicomInstance]:
+    known: dict[str, DicomInstance] = {}
+    for start in range(0, len(uids), 500):
+        for instance in DicomInstance.objects.filter(
+            sop_instance_uid__in=uids[start : start + 500]
+        ):
+            known[instance.sop_instance_uid] = instance
+    return known
+
+
+def _keep_all(reads: list[_Read], result: StoreResult) -> list[_Accepted]:
+    """Write the files to storage, several at once (their fsyncs overlap), in upload order."""
+
+    def keep(read: _Read) -> storage.Stored | str:
+        try:
+            return storage.keep(read.data, read.sha256)
+        except storage.StorageFailed as exc:
+            return str(exc)
+
+    if len(reads) > 1:
+        with ThreadPoolExecutor(max_workers=min(STORAGE_WRITERS, len(reads))) as pool:
+            outcomes = list(pool.map(keep, reads))
+    else:
+        outcomes = [keep(read) for read in reads]
+    accepted = []
+    for read, outcome in zip(reads, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.failed.append((read.name, outcome))
+        else:
+            accepted.append(_Accepted(read.name, read.file, outcome, read.preview))
+    return accepted
+
+
 def store_files(files: Iterable[tuple[str, bytes | IO[bytes]]], *, by: str = "") -> StoreResult:
     """Store DICOM files (name, bytes or a binary file): see the module's docstring.
 
-    Files are grouped by study; each study's new instances and its ImagingStudy are written in one
-    database transaction, so a study is never described with instances that are not recorded.
+    All the files are read and checked first, then the new ones written to storage, then each
+    study's new instances and its ImagingStudy are recorded in one database transaction, so a
+    study is never described with instances that are not recorded. A SOPInstanceUID already
+    held is a duplicate (same bytes) or a conflict (other bytes) and its file is not written.
     """
     result = StoreResult()
+    pending = [r for name, content in files if (r := _read_file(name, content, result))]
+    while pending:
+        # A SOPInstanceUID seen earlier in this upload is decided once that one is recorded.
+        known = _known(sorted({r.file.sop_instance_uid for r in pending}))
+        first: list[_Read] = []
+        again: list[_Read] = []
+        seen: set[str] = set()
+        for read in pending:
+            uid = read.file.sop_instance_uid
+            if uid in known:
+                stored = storage.Stored("", read.sha256, len(read.data))
+                accepted = _Accepted(read.name, read.file, stored, ("", ""))
+                _existing_outcome(known[uid], accepted, result)
+            elif uid in seen:
+                again.append(read)
+            else:
+                seen.add(uid)
+                first.append(read)
+        _record(_keep_all(first, result), by, result)
+        pending = again
+    return result
+
+
+def _record(accepted: list[_Accepted], by: str, result: StoreResult) -> None:
     groups: dict[str, list[_Accepted]] = {}
-    for name, content in files:
-        try:
-            data = _read_bytes(content)
-            parsed = dicomfile.read(data)
-        except DicomRejected as exc:
-            result.failed.append((name, exc.reason))
-            continue
-        except OSError as exc:
-            result.failed.append((name, f"could not be read: {exc}"))
-            continue
-        sha256 = storage.sha256_of(data)
-        existing = DicomInstance.objects.filter(sop_instance_uid=parsed.sop_instance_uid).first()
-        if existing is not None:
-            _existing_outcome(
-                existing,
-                _Accepted(name, parsed, storage.Stored("", sha256, len(data)), ("", "")),
-                result,
-            )
-            continue
-        try:
-            kept = storage.keep(data, sha256)
-        except storage.StorageFailed as exc:
-            result.failed.append((name, str(exc)))
-            continue
-        preview = _preview_state(parsed)
-        # The dataset is not needed past here: let it go before the next file is read.
-        accepted = _Accepted(name, _without_dataset(parsed), kept, preview)
-        groups.setdefault(parsed.study_uid, []).append(accepted)
+    for item in accepted:
+        groups.setdefault(item.file.study_uid, []).append(item)
     for study_uid, items in groups.items():
         try:
             _store_study(study_uid, items, by, result)
@@ -238,11 +324,6 @@ def store_files(files: Iterable[tuple[str, bytes | IO[bytes]]], *, by: str = "")
             log.exception("Storing study %s failed", study_uid)
             for item in items:
                 result.failed.append((item.name, f"not recorded: {reason}"))
-    return result
-
-
-def _without_dataset(parsed: DicomFile) -> DicomFile:
-    return replace(parsed, dataset=None)
 
 
 def link_study(study: DicomStudy, patient_id: str, *, by: str) -> DicomStudy:

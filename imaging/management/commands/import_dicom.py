@@ -36,23 +36,47 @@ def walk(roots: list[str]) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
+def batches(files: list[Path], count: int, size: int) -> Iterator[list[Path]]:
+    """The files in runs of at most ``count`` files and ``size`` bytes (at least one file)."""
+    chunk: list[Path] = []
+    total = 0
+    for path in files:
+        try:
+            length = path.stat().st_size
+        except OSError:
+            length = 0
+        if chunk and (len(chunk) >= count or total + length > size):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(path)
+        total += length
+    if chunk:
+        yield chunk
+
+
 class Command(BaseCommand):
     help = "Store the DICOM files found under the given folders (recursively)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+", metavar="DIR")
-        parser.add_argument("--batch", type=int, default=50, help="files per database commit")
+        parser.add_argument(
+            "--batch", type=int, default=200, help="files per store_files call (at most)"
+        )
+        parser.add_argument(
+            "--batch-mb", type=int, default=64, help="megabytes of files per call (at most)"
+        )
         parser.add_argument("--by", default="import_dicom", help="recorded as who sent the files")
 
-    def handle(self, *args, paths: list[str], batch: int, by: str, **options) -> None:
+    def handle(
+        self, *args, paths: list[str], batch: int, batch_mb: int, by: str, **options
+    ) -> None:
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise CommandError(f"No such file or folder: {', '.join(missing)}")
         files = list(walk(paths))
         total = StoreResult()
         with tqdm(total=len(files), unit="file", disable=None, file=self.stderr) as bar:
-            for start in range(0, len(files), max(batch, 1)):
-                chunk = files[start : start + max(batch, 1)]
+            for chunk in batches(files, max(batch, 1), max(batch_mb, 1) << 20):
                 result = store_files(_read(chunk), by=by)
                 total.stored += result.stored
                 total.duplicates += result.duplicates
