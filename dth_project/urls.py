@@ -1,5 +1,6 @@
 """Top-level URL map: the FHIR API under /fhir, the admin under /admin, the clinicians' views
-(ward overview, patient twin pages) under /twins, DICOMweb (imaging) under /dicomweb."""
+(ward overview, patient twin pages) under /twins, the forecast pages under /forecasting,
+DICOMweb (imaging) under /dicomweb."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("", lambda request: redirect("admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("twins/", include("twins.urls")),
+    path("forecasting/", include("forecasting.urls")),
     path("dicomweb/", include("imaging.urls")),
     path("", include("devices.urls")),
     path("", include("fhir_api.urls")),

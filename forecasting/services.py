@@ -22,15 +22,15 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from fhir_api.exceptions import Gone, NotFound
+from fhir_api.exceptions import BadRequest, Gone, NotFound
 from fhir_api.models import Resource
 from twins import services as twin_services
 
-from . import fhir, warning
+from . import fhir, tasks, warning
 from .backtest import backtest, beats
 from .model import DAILY, DEFAULT_HORIZON, HOURLY, MODEL_VERSION, STEP, Skip, fit_predict
 from .models import ForecastRun
-from .series import Series, Vital, basis, build, vital_for, vitals_with_data
+from .series import Series, UnknownCode, Vital, basis, build, vital_for, vitals_with_data
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +240,25 @@ def latest_run(patient_id: str, code: str) -> ForecastRun | None:
         .order_by("-created", "-pk")
         .first()
     )
+
+
+def queue_forecast(patient_id: str, code: str | None = None) -> list[Vital]:
+    """Queue ``tasks.forecast_series`` for the patient's vital of LOINC ``code``, or for every
+    vital with data in the last 90 days when ``code`` is None, sent once the transaction
+    commits: "forecast now" of the admin and of the forecast page. Returns the vitals queued.
+
+    Raises ``NotFound``/``Gone`` for a patient who is not (or no longer) there and
+    ``BadRequest`` for a code that is not forecast or a patient with nothing to forecast."""
+    check_patient(patient_id)
+    if code:
+        try:
+            vitals = [vital_for(code)]
+        except UnknownCode as error:
+            raise BadRequest(str(error)) from None
+    else:
+        vitals = vitals_with_data(patient_id, timezone.now() - timedelta(days=90))
+        if not vitals:
+            raise BadRequest("No vital sign of this patient to forecast in the last 90 days")
+    for vital in vitals:
+        tasks.queue(patient_id, vital.code)
+    return vitals
