@@ -32,6 +32,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from fhir_api.exceptions import UnprocessableEntity
+
 # Table E.1-1 "X" (and X/Z, X/D … taken as X) attributes of the Basic Profile.
 REMOVE = (
     "AcquisitionComments",
@@ -200,11 +202,20 @@ def deidentify_dataset(dataset: Dataset) -> Dataset:
 
 
 def deidentified_copy(data: bytes) -> bytes:
-    """A de-identified DICOM Part 10 file made from the stored file ``data``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dataset = pydicom.dcmread(io.BytesIO(data))
-        deidentify_dataset(dataset)
-        out = io.BytesIO()
-        dataset.save_as(out, enforce_file_format=True)
+    """A de-identified DICOM Part 10 file made from the stored file ``data``.
+
+    Raises ``UnprocessableEntity`` (422) when the file cannot be written again once cleaned (a
+    value pydicom read but cannot encode): the stored file is never sent in its place.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(io.BytesIO(data))
+            deidentify_dataset(dataset)
+            out = io.BytesIO()
+            dataset.save_as(out, enforce_file_format=True)
+    except Exception as exc:  # pydicom raises many types for values it cannot encode
+        raise UnprocessableEntity(
+            f"This instance cannot be de-identified: {type(exc).__name__}: {exc}"
+        ) from None
     return out.getvalue()
