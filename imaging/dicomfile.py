@@ -33,7 +33,9 @@ REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOP
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # The reason given for a DICOMDIR, which an import of a medium skips rather than counts as failed.
 DICOMDIR_REASON = "a DICOMDIR (an index of files on a medium), not an instance"
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# Digits and dots, at most 64 characters (PS3.5 9.1). Components with a leading zero, which
+# PS3.5 forbids but some devices write, are accepted: refusing them would lose the images.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class DicomRejected(Exception):
@@ -188,7 +190,7 @@ def read(data: bytes) -> DicomFile:
         raise DicomRejected(f"missing {', '.join(missing)}: the file cannot be filed without it")
     malformed = [f"{k} '{v}'" for k, v in uids.items() if len(v) > 64 or not _UID.match(v)]
     if malformed:
-        raise DicomRejected(f"not a valid UID (PS3.5 9.1): {', '.join(malformed)}")
+        raise DicomRejected(f"not a valid UID (digits and dots, PS3.5 9.1): {', '.join(malformed)}")
     if "Rows" in dataset and not any(keyword in dataset for keyword in PIXEL_KEYWORDS):
         raise DicomRejected(
             "truncated: an image (it has Rows) whose file ends before its Pixel Data"

@@ -53,6 +53,7 @@ BAD_FILES = {
     "no_sop_instance_uid": (lambda: rewrite(CT, SOPInstanceUID=None), "missing SOPInstanceUID"),
     "no_sop_class_uid": (lambda: rewrite(CT, SOPClassUID=None), "missing SOPClassUID"),
     "bad_uid": (lambda: rewrite(CT, StudyInstanceUID="1.2.abc.3"), "not a valid UID"),
+    "uid_too_long": (lambda: rewrite(CT, SeriesInstanceUID="1." + "2" * 70), "not a valid UID"),
     "dicomdir": (
         lambda: path_of("dicomdirtests/DICOMDIR").read_bytes(),
         "a DICOMDIR",
@@ -102,3 +103,10 @@ def test_stow_with_only_bad_files_is_400_naming_every_file(api, dicom_storage): 
         prefixes = tuple(f"{case}: {r}" for r in ((reason,) if isinstance(reason, str) else reason))
         assert any(d.startswith(prefixes) for d in diagnostics), case
     assert stored_files(dicom_storage) == []
+
+
+def test_a_uid_with_a_leading_zero_component_is_still_stored(dicom_storage):  # noqa: F811
+    """PS3.5 forbids "1.2.03" but devices write it; refusing the file would lose the image."""
+    result = store_files([("ct.dcm", rewrite(CT, SOPInstanceUID="1.2.826.0.1.03.7"))])
+
+    assert [i.sop_instance_uid for i in result.stored] == ["1.2.826.0.1.03.7"]
