@@ -7,6 +7,7 @@ lines without any re-encoding, so each file arrives byte for byte as it was sent
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
@@ -84,3 +85,20 @@ def parse_related(content_type: str, body: bytes) -> list[Part]:
         content_type_of_part = headers.get_content_type() if headers.get("Content-Type") else DICOM
         parts.append(Part(name=name, content_type=content_type_of_part, data=data[start:end]))
         position = end
+
+
+def wants_multipart(accept: str) -> bool:
+    """Whether an Accept header asks for ``multipart/related`` (PS3.18 8.7.3.5) over bare DICOM."""
+    types = [item.split(";")[0].strip().lower() for item in accept.split(",")]
+    return "multipart/related" in types and DICOM not in types
+
+
+def related_body(data: bytes) -> tuple[bytes, str]:
+    """One DICOM file as a ``multipart/related; type="application/dicom"`` body and its type."""
+    boundary = f"dicom-{uuid.uuid4().hex}"
+    body = (
+        f"--{boundary}\r\nContent-Type: {DICOM}\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f'multipart/related; type="{DICOM}"; boundary={boundary}'

@@ -6,7 +6,9 @@
   none is stored an OperationOutcome naming each problem: 409 if any was a conflict with what is
   stored, else 400.
 - ``GET /dicomweb/studies/{study}/series/{series}/instances/{instance}`` (PS3.18 10.4,
-  Retrieve Transaction): the stored file as ``application/dicom``, byte for byte; with
+  Retrieve Transaction): the stored file as ``application/dicom``, byte for byte (inside a
+  ``multipart/related; type="application/dicom"`` body when the client accepts that, as
+  DICOMweb clients do by default); with
   ``?deidentify=true`` a copy de-identified by the Basic Profile (``deidentify.py``).
 
 Authentication is the FHIR API's: a Bearer token, or a staff member's admin session. Errors are
@@ -31,7 +33,7 @@ from fhir_api.renderers import FHIRJSONRenderer
 from . import services
 from .deidentify import deidentified_copy
 from .models import DicomInstance
-from .multipart import DICOM, parse_related
+from .multipart import DICOM, parse_related, related_body, wants_multipart
 from .storage import read_instance
 
 
@@ -151,8 +153,12 @@ class InstanceView(DicomWebView):
         data = read_instance(found)
         if deidentify:
             data = deidentified_copy(data)
-        response = HttpResponse(data, content_type=DICOM)
-        response["Content-Length"] = str(len(data))
-        suffix = "-deidentified" if deidentify else ""
-        response["Content-Disposition"] = f'attachment; filename="{instance}{suffix}.dcm"'
+        if wants_multipart(request.META.get("HTTP_ACCEPT", "")):
+            body, content_type = related_body(data)
+            response = HttpResponse(body, content_type=content_type)
+        else:
+            response = HttpResponse(data, content_type=DICOM)
+            suffix = "-deidentified" if deidentify else ""
+            response["Content-Disposition"] = f'attachment; filename="{instance}{suffix}.dcm"'
+        response["Content-Length"] = str(len(response.content))
         return response

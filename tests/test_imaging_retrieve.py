@@ -77,3 +77,18 @@ def test_retrieval_needs_authentication(anon, dicom_storage):  # noqa: F811
 
     assert response.status_code == 401
     assert response.content != data_of(CT)
+
+
+def test_a_dicomweb_client_asking_for_multipart_gets_the_file_in_one_part(api, dicom_storage):  # noqa: F811
+    from imaging.multipart import parse_related
+
+    store_files([(CT, data_of(CT))])
+
+    response = api.get(
+        url(dataset_of(CT)), HTTP_ACCEPT='multipart/related; type="application/dicom"'
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("multipart/related")
+    parts = parse_related(response["Content-Type"], response.content)
+    assert [(p.content_type, p.data) for p in parts] == [("application/dicom", data_of(CT))]
