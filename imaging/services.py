@@ -5,7 +5,9 @@
 (``storage``), recorded as a ``DicomInstance`` of its ``DicomStudy``, and the study's FHIR
 ImagingStudy (https://hl7.org/fhir/R4B/imagingstudy.html) is written again through
 ``fhir_api.services.update``, so its history keeps every version. A rejected file leaves nothing
-behind; the good files of the same upload are stored all the same.
+behind; the good files of the same upload are stored all the same. (Should the database refuse a
+study's rows after its files were written, those files stay in storage unreferenced: named by
+their hash, they are harmless and are used again when the files are sent again.)
 
 The subject of a study is the Patient whose identifier is ``DICOM_PATIENT_ID_SYSTEM|<PatientID>``
 (exactly one). With no such Patient (or more than one) the study is quarantined: it is stored and
