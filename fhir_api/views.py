@@ -20,6 +20,7 @@ from .capability import capability_statement
 from .exceptions import BadRequest, NotFound
 from .operations import everything, lastn
 from .parsers import FHIRJSONParser, JSONParser
+from .search.types import reference as search_reference
 
 # Parameters that change how a response is written, never what an interaction selects.
 FORMAT_PARAMS = {"_format", "_pretty"}
@@ -54,6 +55,12 @@ class FHIRView(APIView):
         # CapabilityStatement): no token needed, as for a CORS preflight, which has none.
         if request.method != "OPTIONS":
             super().check_permissions(request)
+
+    def dispatch(self, request, *args, **kwargs):
+        # Absolute references under the base this request was addressed to are ours, those
+        # under another base are not (search.html#reference), FHIR_BASE_URL set or not.
+        with search_reference.serving(base_url(request)):
+            return super().dispatch(request, *args, **kwargs)
 
     def options(self, request, *args, **kwargs):
         """OPTIONS: 200 and the ``Allow`` header, no body (RFC 9110 §9.3.7)."""

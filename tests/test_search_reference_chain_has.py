@@ -234,15 +234,31 @@ def test_another_servers_patient_is_not_ours(api, data, base_url):
     assert ids(api, "Patient?_list=remote-list") == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without FHIR_BASE_URL the server cannot tell its own absolute URLs from another "
-    "server's, and takes every absolute reference's Type/id as local",
-)
 def test_another_servers_patient_without_a_configured_base(api, data):
+    """Without FHIR_BASE_URL our base is the one the request was addressed to
+    (http://testserver/fhir): another server's Patient/peter is not ours either."""
     remote = "http://other.example.org/fhir/Patient/peter"
     put(api, {**observation(remote, "8867-4"), "id": "hr-remote"})
     assert ids(api, "Observation?subject=Patient/peter") == {"hr-peter", "hb-peter"}
+    assert ids(api, "Observation?patient=peter&code=8867-4") == {"hr-peter"}
+    assert ids(api, f"Observation?subject={remote}") == {"hr-remote"}
+    assert ids(api, "Observation?subject=Patient/paula") == {"hr-paula", "hr-absolute"}
+    assert "hr-remote" not in ids(api, "Observation?subject.name=peter")
+    assert ids(api, "Patient?_has:Observation:subject:_id=hr-remote") == set()
+    # _include does not bring our peter for the remote reference, in either include path
+    for query in (
+        "Observation?_id=hr-remote&_include=Observation:subject",
+        "Observation?_id=hr-remote&_include=Observation:subject&_sort=_id",
+        "Observation?_id=hr-absolute&_include=Observation:subject",
+    ):
+        body = bundle(api, query)
+        included = {e["resource"]["id"] for e in body.get("entry", [])} - {
+            "hr-remote",
+            "hr-absolute",
+        }
+        assert included == ({"paula"} if "hr-absolute" in query else set()), query
+    body = bundle(api, "Patient?_id=peter&_revinclude=Observation:subject")
+    assert {e["resource"]["id"] for e in body["entry"]} == {"peter", "hr-peter", "hb-peter"}
 
 
 def test_or_and(api, data):

@@ -11,6 +11,7 @@ from django.db.models import Q
 
 from ..models import ReferenceIndex, Resource
 from .query import Include
+from .types.reference import local_q
 
 MAX_ROUNDS = 4
 MAX_INCLUDED = 5000
@@ -20,8 +21,10 @@ def _forward(rule: Include, rows: list[Resource]) -> set[tuple[str, str]]:
     sources = [r for r in rows if rule.source_type in ("*", r.resource_type)]
     if not sources:
         return set()
-    refs = ReferenceIndex.objects.filter(resource_id__in=[r.pk for r in sources]).exclude(
-        target_id=""
+    refs = (
+        ReferenceIndex.objects.filter(resource_id__in=[r.pk for r in sources])
+        .exclude(target_id="")
+        .filter(local_q())  # another server's Patient/1 is not ours
     )
     if rule.param != "*":
         refs = refs.filter(param=rule.param)
@@ -39,7 +42,7 @@ def _reverse(rule: Include, rows: list[Resource]) -> set[int]:
         by_type.setdefault(r.resource_type, []).append(r.logical_id)
     for resource_type, ids in by_type.items():
         targets |= Q(target_type=resource_type, target_id__in=ids)
-    refs = ReferenceIndex.objects.filter(targets)
+    refs = ReferenceIndex.objects.filter(targets).filter(local_q())
     if rule.source_type != "*":
         refs = refs.filter(resource_type=rule.source_type)
     if rule.param != "*":

@@ -4,7 +4,9 @@ absolute or canonical URL, ``:[type]``, ``:identifier``, ``:missing``, and chain
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -21,21 +23,43 @@ from .uri import below_q
 NOTHING = Q(pk__isnull=True)
 
 
+# The base URL of the request being served (``views.FHIRView`` sets it for each request): this
+# server's own base when ``FHIR_BASE_URL`` is not configured.
+_request_base: ContextVar[str] = ContextVar("fhir_request_base", default="")
+
+
+@contextmanager
+def serving(base: str) -> Iterator[None]:
+    """While a request to ``base`` (``https://host/fhir``) is served, absolute references under
+    it are this server's, and those under any other base are not."""
+    token = _request_base.set(base.rstrip("/"))
+    try:
+        yield
+    finally:
+        _request_base.reset(token)
+
+
+def own_base() -> str:
+    """This server's base URL: ``FHIR_BASE_URL``, else the base of the request being served
+    (its host, as the client addressed it), else "" (outside a request: not known)."""
+    return settings.FHIR_BASE_URL or _request_base.get()
+
+
 def local_q() -> Q:
     """Reference rows that point into this server: relative, or absolute under our base.
 
     ``Patient/1`` on this server is not ``http://other.org/fhir/Patient/1`` (search.html#reference).
-    Without ``FHIR_BASE_URL`` the server cannot tell its own absolute URLs from another
-    server's, and takes the ``Type/id`` of every absolute reference as local.
+    Our base is ``FHIR_BASE_URL`` or, unset, the base the request was addressed to; where there
+    is neither (a management command), every absolute reference's ``Type/id`` is taken as local.
     """
-    base = settings.FHIR_BASE_URL
+    base = own_base()
     if not base:
         return Q()
     return Q(url="") | below_q("url", base + "/")
 
 
 def _is_local(url: str) -> bool:
-    base = settings.FHIR_BASE_URL
+    base = own_base()
     return not base or url.startswith(base + "/")
 
 
