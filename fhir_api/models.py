@@ -130,8 +130,12 @@ class TokenIndex(IndexRow):
     class Meta:
         db_table = "fhir_token_index"
         indexes = [
+            # The resource id last makes a token search across patients an index-only scan:
+            # counting code=8867-4 over 1M Observations (167,000 matches) took 2-4.6 s of heap
+            # visits without it, 0.25 s with it (bench/search.py, query f).
             models.Index(
-                fields=["resource_type", "param", "code", "system"], name="fhir_tok_lookup"
+                fields=["resource_type", "param", "code", "system", "resource"],
+                name="fhir_tok_lookup",
             ),
             models.Index(
                 fields=["patient", "resource_type", "param", "code"], name="fhir_tok_patient"

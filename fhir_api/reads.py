@@ -21,6 +21,7 @@ from .renderers import raw
 from .search import include as search_include
 from .search import query as search_query
 from .search.dates import format_instant, parse_interval
+from .search.fetch import fetch, followed_includes
 from .search.shape import shape
 from .validation import check_id, check_resource_type
 
@@ -184,24 +185,27 @@ def search(
         if resource_type != "*":
             check_resource_type(resource_type)
     request = search_query.parse(resource_types, items, strict=strict)
-    if request.snapshot is None:
-        request.snapshot = search_query.snapshot_now()
+    first = request.snapshot is None
     qs = search_query.apply(request)
-    if request.total == "none":
-        total = None
-    elif request.total == "estimate":
-        total = estimate_count(qs)
-    else:
-        total = qs.count()
-    rows: list[Resource] = []
-    more = False
-    if request.summary != "count" and request.count:
-        window = qs.only("resource_type", "logical_id", "content")[
-            request.offset : request.offset + request.count + 1
-        ]
-        rows = list(window)
-        more = len(rows) > request.count
-        rows = rows[: request.count]
+    # Page, total and snapshot in one statement (search.fetch); one more row tells if more follow.
+    want_rows = request.summary != "count" and request.count
+    start = request.offset
+    followed = followed_includes(request) if want_rows else None
+    fetched = fetch(
+        qs,
+        start=start,
+        stop=start + request.count + 1 if want_rows else start,
+        total=request.total == "accurate",
+        snapshot=first,
+        by_pk=not request.sort,
+        includes=followed,
+        shown=request.count,
+    )
+    if first:
+        request.snapshot = fetched.snapshot or 0
+    total = estimate_count(qs) if request.total == "estimate" else fetched.total
+    more = len(fetched.rows) > request.count
+    rows: list[Resource] = fetched.rows[: request.count]
     next_query = search_query.page_query(request, request.offset + request.count) if more else None
     previous_query = (
         search_query.page_query(request, max(0, request.offset - request.count))
@@ -215,7 +219,13 @@ def search(
         previous_query,
         search_query.page_query(request, request.offset),
         search_query.page_query(request, 0),
-        included=search_include.included(request.includes, rows) if request.includes else [],
+        included=(
+            fetched.included
+            if fetched.included is not None
+            else search_include.included(request.includes, rows)
+            if request.includes
+            else []
+        ),
         summary=request.summary,
         elements=request.elements,
         ignored=request.ignored,
