@@ -47,12 +47,24 @@ def _new_observations(patient_id: str, watermark: int) -> list[Resource]:
 
 
 def hourly_means(patient_id: str, clock: datetime):
+    """``means(vital, hours)``: the vital's hourly means over the last ``hours`` hours, oldest
+    first. The rows of every vital for a span are read once, at the first question."""
+    read: dict[int, dict[str, list[float]]] = {}
+
     def means(vital: str, hours: int) -> list[float]:
-        since = (clock - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-        rows = VitalHour.objects.filter(
-            patient_id=patient_id, vital=vital, hour__gte=since
-        ).order_by("hour")
-        return [total / n for total, n in rows.values_list("total", "n") if n]
+        if hours not in read:
+            since = (clock - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+            rows = (
+                VitalHour.objects.filter(patient_id=patient_id, hour__gte=since)
+                .order_by("hour")
+                .values_list("vital", "total", "n")
+            )
+            by_vital: dict[str, list[float]] = {}
+            for name, total, n in rows:
+                if n:
+                    by_vital.setdefault(name, []).append(total / n)
+            read[hours] = by_vital
+        return read[hours].get(vital, [])
 
     return means
 
@@ -77,6 +89,13 @@ def refresh(patient_id: str, *, now: datetime | None = None) -> PatientTwin | No
         batch = state.Batch()
         observations = [(row.logical_id, json_io.loads(row.content)) for row in rows]
         state.apply(twin.state, observations, batch)
+        if not batch.applied and now is None:
+            # Nothing the twin follows (e.g. its own NEWS2 scores, which queue a refresh like any
+            # Observation): the state and its clock are as the last evaluation left them, so
+            # the rules would find the same; only the watermark moves.
+            twin.applied_upto = rows[-1].pk
+            twin.save(update_fields=["applied_upto", "updated"])
+            return twin
         new_hours = batch.save(patient_id)
         times = [item["time"] for item in twin.state.get("latest", {}).values()]
         times += [e["time"] for e in twin.state.get("events", {}).values()]
@@ -84,8 +103,9 @@ def refresh(patient_id: str, *, now: datetime | None = None) -> PatientTwin | No
         if now is not None:
             clock = max(clock, now)
         twin.state["clock"] = format_instant(clock)
-        for vital in new_hours & set(state.BASELINED):
-            twin.state.setdefault("baseline", {})[vital] = state.baseline(patient_id, vital, clock)
+        due = new_hours & set(state.BASELINED)
+        if due:
+            twin.state.setdefault("baseline", {}).update(state.baselines(patient_id, due, clock))
         if rows and twin.stage == "registered":
             _set_stage(twin, "monitored", by="twin", why="first readings received", at=clock)
         _evaluate(twin, clock)

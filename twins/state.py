@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F
-from django.db.models.functions import Greatest, Least
+from django.db import connection
 
 from fhir_api.search.dates import format_instant, parse_interval
 
@@ -46,10 +46,12 @@ def _time(text: str) -> datetime:
     return parse_interval(text).low
 
 
-def _ewma(previous: dict[str, Any] | None, value: float, at: datetime) -> dict[str, Any]:
+def _ewma(
+    previous: dict[str, Any] | None, value: float, at: datetime, last: datetime
+) -> dict[str, Any]:
+    """``last``: the time of ``previous`` (``previous["at"]``), parsed."""
     if previous is None:
         return {"short": value, "long": value, "at": format_instant(at)}
-    last = _time(previous["at"])
     dt = (at - last).total_seconds()
     if dt <= 0:  # an older reading arriving late moves the means as if it came now, a little
         dt = 1.0
@@ -63,46 +65,79 @@ def _ewma(previous: dict[str, Any] | None, value: float, at: datetime) -> dict[s
 
 
 class Batch:
-    """The hourly aggregates a batch of readings adds, written with one statement per hour."""
+    """The hourly aggregates a batch of readings adds, written in one statement, and how many
+    Observations of the batch changed the twin's state."""
 
     def __init__(self) -> None:
         self.hours: dict[tuple[str, datetime], list[float]] = defaultdict(list)
+        self.applied = 0
 
     def add(self, vital: str, at: datetime, value: float) -> None:
         self.hours[(vital, at.replace(minute=0, second=0, microsecond=0))].append(value)
 
     def save(self, patient_id: str) -> set[str]:
-        """Upsert the aggregates; the vitals that got a new hour (their baseline is due)."""
-        new_hours = set()
+        """Upsert the aggregates in one statement; the vitals that got a new hour (their
+        baseline is due). The caller holds the twin's row lock, so the hours read first are
+        still the hours there when the upsert runs."""
+        if not self.hours:
+            return set()
+        keys = list(self.hours)
+        existing = set(
+            VitalHour.objects.filter(
+                patient_id=patient_id,
+                vital__in={vital for vital, _hour in keys},
+                hour__gte=min(hour for _vital, hour in keys),
+                hour__lte=max(hour for _vital, hour in keys),
+            ).values_list("vital", "hour")
+        )
+        hour_field = VitalHour._meta.get_field("hour")
+        params: list[Any] = []
         for (vital, hour), values in self.hours.items():
-            updated = VitalHour.objects.filter(
-                patient_id=patient_id, vital=vital, hour=hour
-            ).update(
-                n=F("n") + len(values),
-                total=F("total") + sum(values),
-                low=Least(F("low"), min(values)),
-                high=Greatest(F("high"), max(values)),
+            params += [
+                patient_id,
+                vital,
+                hour_field.get_db_prep_value(hour, connection),
+                len(values),
+                sum(values),
+                min(values),
+                max(values),
+            ]
+        least, greatest = ("MIN", "MAX") if connection.vendor == "sqlite" else ("LEAST", "GREATEST")
+        table = VitalHour._meta.db_table
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(keys))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (patient_id, vital, hour, n, total, low, high)"
+                f" VALUES {rows} ON CONFLICT (patient_id, vital, hour) DO UPDATE SET"
+                f" n = {table}.n + excluded.n, total = {table}.total + excluded.total,"
+                f" low = {least}({table}.low, excluded.low),"
+                f" high = {greatest}({table}.high, excluded.high)",
+                params,
             )
-            if not updated:
-                VitalHour.objects.create(
-                    patient_id=patient_id,
-                    vital=vital,
-                    hour=hour,
-                    n=len(values),
-                    total=sum(values),
-                    low=min(values),
-                    high=max(values),
-                )
-                new_hours.add(vital)
-        return new_hours
+        return {vital for vital, hour in keys if (vital, hour) not in existing}
 
 
 def baseline(patient_id: str, vital: str, now: datetime) -> dict[str, Any] | None:
     """Median and MAD of hourly means over the last 14 days; None with less than a day of data."""
+    return baselines(patient_id, [vital], now)[vital]
+
+
+def baselines(
+    patient_id: str, vitals: Iterable[str], now: datetime
+) -> dict[str, dict[str, Any] | None]:
+    """``baseline`` of several vitals, read in one query."""
+    wanted = list(vitals)
+    means: dict[str, list[float]] = {vital: [] for vital in wanted}
     rows = VitalHour.objects.filter(
-        patient_id=patient_id, vital=vital, hour__gte=now - timedelta(days=BASELINE_DAYS)
-    )
-    means = [total / n for total, n in rows.values_list("total", "n") if n]
+        patient_id=patient_id, vital__in=wanted, hour__gte=now - timedelta(days=BASELINE_DAYS)
+    ).values_list("vital", "total", "n")
+    for vital, total, n in rows:
+        if n:
+            means[vital].append(total / n)
+    return {vital: _robust(values, now) for vital, values in means.items()}
+
+
+def _robust(means: list[float], now: datetime) -> dict[str, Any] | None:
     if len(means) < 24:
         return None
     median = statistics.median(means)
@@ -118,15 +153,31 @@ def baseline(patient_id: str, vital: str, now: datetime) -> dict[str, Any] | Non
 def apply(
     state: dict[str, Any], observations: list[tuple[str, dict[str, Any]]], batch: Batch
 ) -> list[dict[str, Any]]:
-    """Apply (observation id, JSON) pairs to ``state``; return the device events seen."""
+    """Apply (observation id, JSON) pairs to ``state``; return the device events seen.
+
+    ``batch.applied`` counts the Observations that changed the state (a vital, an event, a
+    battery level or a device heard from): with none, the rules have nothing new to judge.
+    Each instant in the state is parsed once per batch, each reading's time formatted once.
+    """
     latest = state.setdefault("latest", {})
     trend = state.setdefault("trend", {})
     devices = state.setdefault("devices", {})
     events: list[dict[str, Any]] = []
+    parsed: dict[str, datetime] = {}
+
+    def when(text: str) -> datetime:
+        moment = parsed.get(text)
+        if moment is None:
+            moment = parsed[text] = _time(text)
+        return moment
+
     for obs_id, obs in observations:
         at = effective(obs)
         if at is None:
             continue
+        stamp = format_instant(at)
+        parsed[stamp] = at
+        changed = False
         device = (
             obs.get("device", {}).get("reference", "").split("/", 1)[-1]
             if isinstance(obs.get("device"), dict)
@@ -134,32 +185,35 @@ def apply(
         )
         if device:
             seen = devices.setdefault(device, {})
-            if "last_seen" not in seen or _time(seen["last_seen"]) < at:
-                seen["last_seen"] = format_instant(at)
+            changed = True
+            if "last_seen" not in seen or when(seen["last_seen"]) < at:
+                seen["last_seen"] = stamp
         for vital, value in readings_of(obs):
             if vital in ("fall", "irregular_rhythm"):
-                events.append({"type": vital, "time": format_instant(at), "observation": obs_id})
-                state.setdefault("events", {})[vital] = {
-                    "time": format_instant(at),
-                    "observation": obs_id,
-                }
+                events.append({"type": vital, "time": stamp, "observation": obs_id})
+                state.setdefault("events", {})[vital] = {"time": stamp, "observation": obs_id}
+                changed = True
                 continue
             if vital == "battery":
                 if device and value is not None:
                     seen = devices.setdefault(device, {})
-                    if "battery_at" not in seen or _time(seen["battery_at"]) <= at:
+                    if "battery_at" not in seen or when(seen["battery_at"]) <= at:
                         previous = seen.get("battery"), seen.get("battery_at")
-                        seen["battery"], seen["battery_at"] = value, format_instant(at)
+                        seen["battery"], seen["battery_at"] = value, stamp
                         if previous[0] is not None and previous[1]:
-                            hours = (at - _time(previous[1])).total_seconds() / 3600
+                            hours = (at - when(previous[1])).total_seconds() / 3600
                             if hours > 0:
                                 seen["drain_per_hour"] = round((previous[0] - value) / hours, 2)
                 continue
             if value is None:
                 continue
+            changed = True
             current = latest.get(vital)
-            if current is None or _time(current["time"]) <= at:
-                latest[vital] = {"value": value, "time": format_instant(at), "observation": obs_id}
-            trend[vital] = _ewma(trend.get(vital), value, at)
+            if current is None or when(current["time"]) <= at:
+                latest[vital] = {"value": value, "time": stamp, "observation": obs_id}
+            previous = trend.get(vital)
+            trend[vital] = _ewma(previous, value, at, when(previous["at"]) if previous else at)
             batch.add(vital, at, value)
+        if changed:
+            batch.applied += 1
     return events
