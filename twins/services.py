@@ -172,13 +172,33 @@ def _evaluate(twin: PatientTwin, clock: datetime) -> None:
         summary["written"] = previous.get("written")
     twin.news2 = summary if has_inputs else None
     alerts.reconcile(twin.patient_id, findings, clock)
+    twin.risk = ward_rank(twin)
+
+
+# The severity a NEWS2 band warrants, as the NEWS2 rule raises it (twins.rules.news2_rule).
+BAND_SEVERITY = {"low": 0, "low-medium": 1, "medium": 2, "high": 3}
+
+
+def ward_rank(twin: PatientTwin) -> int:
+    """The ward overview's sort key (highest first), from the current NEWS2 and open alerts.
+
+    First the severity the patient warrants: the higher of the NEWS2 band's and the worst open
+    alert's. An alert keeps the severity ``alerts.reconcile`` holds it at while it de-escalates
+    (a lower severity counts only after DEESCALATE_AFTER) and counts until it closes (resolved
+    after CALM_PERIOD without a finding, or by a clinician): a patient whose readings just
+    improved stays with those as ill until the alert says otherwise, as the alert's Flag does.
+    Then the NEWS2 total, then the worst open alert's own severity.
+    """
     worst = (
         Alert.objects.filter(patient_id=twin.patient_id)
         .exclude(status=Alert.RESOLVED)
         .aggregate(m=Max("severity"))["m"]
         or 0
     )
-    twin.risk = (score.total if has_inputs else 0) * 10 + worst
+    news2 = twin.news2 or {}
+    total = news2.get("total") or 0
+    warranted = max(worst, BAND_SEVERITY.get(news2.get("band") or "low", 0))
+    return warranted * 1000 + total * 10 + worst
 
 
 def _set_stage(
@@ -279,7 +299,10 @@ def act_on_alert(
     """Acknowledge, assign, escalate, resolve or comment; each recorded as a FHIR Provenance."""
     if action not in ("acknowledge", "assign", "escalate", "resolve", "comment"):
         raise BadRequest(f"Unknown alert action '{action}'")
+    patient_id = Alert.objects.values_list("patient_id", flat=True).get(pk=alert_id)
     with transaction.atomic():
+        # The twin's row first, then the alert's, in the order a refresh takes them.
+        twin = PatientTwin.objects.select_for_update().filter(patient_id=patient_id).first()
         alert = Alert.objects.select_for_update().get(pk=alert_id)
         now = timezone.now()
         if alert.status == Alert.RESOLVED and action != "comment":
@@ -295,6 +318,9 @@ def act_on_alert(
         elif action == "resolve":
             alerts.resolve(alert, now)
         alert.save()
+        if twin is not None and action in ("escalate", "resolve"):  # the ward follows at once
+            twin.risk = ward_rank(twin)
+            twin.save(update_fields=["risk"])
         practitioner = fhir.practitioner_for(user.get_username(), user.get_full_name())
         reference = fhir.provenance(
             f"Flag/{alert.flag_id}", action, practitioner, now, comment or assignee

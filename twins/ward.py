@@ -1,6 +1,7 @@
 """The ward overview: every monitored patient, the most at risk first.
 
-``ward_rows`` reads the twins (their ``risk`` is the sort key the twin keeps), the open alerts
+``ward_rows`` reads the twins (their ``risk`` is the sort key the twin keeps, see
+``services.ward_rank``: an open alert keeps its rank until it closes), the open alerts
 and the devices in a fixed number of queries, whatever the number of patients, and gives plain
 JSON-ready dicts: the page renders them, and ``/twins/ward.json`` sends them for the page to
 re-render itself every second or two.
