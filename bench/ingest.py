@@ -85,6 +85,7 @@ from crud import (  # bench/ is not a package
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READING_SYSTEM = "urn:clouddth:device-reading"  # devices.mapping.READING_ID_SYSTEM
+TOPIC_PREFIX = "dth/devices"  # the consumers are told it (MQTT_TOPIC_PREFIX)
 HEART_RATE = ("http://loinc.org", "8867-4")
 TARGET_RATE = 5000.0
 TARGET_RATIO = 0.25
@@ -184,6 +185,7 @@ def internal_floor_rows(setup_file: str, out_dir: str) -> None:
     _django()
     from devices.adapters import native
     from devices.indexrows import observation_rows
+    from devices.ranges import Ranges, settings_for
     from devices.readings import check, identifier, observation
     from fhir_api.search.extract import COLUMNS
     from fhir_api.services import _content, new_id
@@ -206,12 +208,16 @@ def internal_floor_rows(setup_file: str, out_dir: str) -> None:
         columns[table] = ", ".join(("resource_id", "resource_type", "param", "patient", *names))
     pk = 0
     stamp = now.isoformat()
+    settings = settings_for(sorted(set(patient_of.values())))
     for device, items in data["readings"].items():
         patient = patient_of[device]
+        judged = Ranges(settings[patient])
         for parsed in native.parse({"readings": items}):
             checked = check(parsed.reading, now)
             key = identifier(device, patient, checked)
-            obs = observation(checked, patient=patient, device_fhir_id="bench-device", key=key)
+            obs = observation(
+                checked, patient=patient, device_fhir_id="bench-device", key=key, ranges=judged
+            )
             lid = new_id()
             pk += 1
             content = _copy_text(_content("Observation", lid, obs, 1, now))
@@ -563,7 +569,7 @@ def run_mqtt(args, data: dict, env: dict, db_url: str, mqtt_url: str, workdir: P
     out = Outcome("mqtt", total)
     tag = secrets.token_hex(3)
     ids = [f"bench-ingest-{tag}-{i}" for i in range(args.consumers)]
-    env = {**env, "MQTT_URL": mqtt_url}
+    env = {**env, "MQTT_URL": mqtt_url, "MQTT_TOPIC_PREFIX": TOPIC_PREFIX}
     logs, consumers = [], []
     conn = pg(db_url)
     publisher = None
@@ -594,7 +600,7 @@ def run_mqtt(args, data: dict, env: dict, db_url: str, mqtt_url: str, workdir: P
 
         def message(device: str, items: list) -> tuple[str, bytes]:
             body = {"device": device, "readings": items, "key": keys[device]}
-            return f"dth/devices/{device}/readings", json.dumps(body).encode()
+            return f"{TOPIC_PREFIX}/{device}/readings", json.dumps(body).encode()
 
         warm = [message(d, items) for d, items in data["warmup"].items()]
         publish_all(publisher, warm, 30)

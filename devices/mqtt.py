@@ -9,7 +9,8 @@ acknowledged only after the transaction holding its readings has committed: a co
 mid-batch leaves its messages unacknowledged, the broker sends them again to the restarted
 consumer, and the readings' deterministic identifiers make the second delivery a duplicate
 rather than a second Observation. Messages are gathered into batches (up to ``max_batch``
-readings or ``max_wait`` seconds) so that one transaction serves many messages.
+readings or ``max_wait`` seconds) so that one transaction and one bulk write serve many
+messages (``services.ingest_many``), acknowledged together after its commit.
 
 A message body is the HTTP body of ``POST /api/devices/readings`` (our JSON or Open mHealth)
 plus ``"key": "<device key>"``; the key must belong to the device named in the topic.
@@ -85,19 +86,57 @@ def device_of(topic: str, prefix: str | None = None) -> str:
 
 def handle(message: Message, prefix: str | None = None) -> services.IngestResult | None:
     """Ingest one message; what cannot be stored becomes a dead letter (never an exception)."""
+    parsed = _parse(message, prefix, {})
+    if parsed is None:
+        return None
+    device, items = parsed
+    try:
+        return services.ingest(device, items, source="mqtt")
+    except Exception as exc:
+        error = as_fhir_error(exc)
+        if error.status >= 500:
+            raise
+        text = _without_key(message.payload.decode("utf-8", "replace"))
+        services.dead_letter(
+            "mqtt", device.identifier, f"{error.status}: {error.diagnostics}", text
+        )
+        return None
+
+
+def handle_many(messages: list[Message], prefix: str | None = None) -> int:
+    """Ingest a batch of messages in one write (``services.ingest_many``); each message that
+    cannot be read or authenticated becomes a dead letter. The number of readings stored."""
+    keys: dict[str, Any] = {}
+    parts = []
+    for message in messages:
+        parsed = _parse(message, prefix, keys)
+        if parsed is not None:
+            parts.append((parsed[0], parsed[1], "mqtt"))
+    results = services.ingest_many(parts) if parts else []
+    return sum(r.accepted for r in results)
+
+
+def _parse(message: Message, prefix: str | None, keys: dict[str, Any]):
+    """(device, parsed readings) of a message, or None after keeping it as a dead letter.
+
+    ``keys``: the devices of the keys seen in this batch (a device sends many messages)."""
     text = message.payload.decode("utf-8", "replace")
     claimed = ""
     try:
         claimed = device_of(message.topic, prefix)
         body = json_io.loads(message.payload)
         key = body.pop("key", None) if isinstance(body, dict) else None
-        device = services.authenticate(key) if isinstance(key, str) else None
+        device = None
+        if isinstance(key, str):
+            if key not in keys:
+                keys[key] = services.authenticate(key)
+            device = keys[key]
         if device is None or device.identifier != claimed:
             raise NotAuthenticated(f"no valid key for device '{claimed}' in the message")
         named = device_named(body)
         if named is not None and named != claimed:
             raise BadRequest(f"the message names device '{named}' on the topic of '{claimed}'")
-        return services.ingest(device, parse_payload(body), source="mqtt")
+        return device, parse_payload(body)
     except Exception as exc:  # every failure is kept, with its reason, to be replayed
         error = as_fhir_error(exc)
         if error.status >= 500:
@@ -182,12 +221,22 @@ class Consumer:
         return batch
 
     def process(self, batch: list[Message]) -> None:
-        """One transaction for the batch, then the acknowledgements."""
+        """One transaction and one write for the batch, then the acknowledgements.
+
+        Should the batch's write fail, its messages are taken one by one (each in a savepoint),
+        so that the error is that one message's; an error no message can be kept for (the
+        database gone) stops the consumer with its messages unacknowledged, to be redelivered.
+        """
         close_old_connections()
         with transaction.atomic():
-            for message in batch:
+            try:
                 with transaction.atomic():
-                    handle(message, self.prefix)
+                    handle_many(batch, self.prefix)
+            except Exception:
+                log.warning("a batch of %d message(s) failed: one at a time", len(batch))
+                for message in batch:
+                    with transaction.atomic():
+                        handle(message, self.prefix)
         for message in batch:
             if message.qos > 0:
                 self.client.ack(message.mid, message.qos)

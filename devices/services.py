@@ -2,11 +2,13 @@
 
 ``ingest`` is where every input ends (HTTP JSON, Open mHealth, MQTT, file imports, replays of
 dead letters): readings are checked and converted (``readings.check``), attributed to the
-patient who wore the device at each reading's time (``Pairing``), mapped to Observations,
-de-duplicated by their deterministic identifier, and written in one transaction with their
-index rows through ``fhir_api.bulk``. Every rejected reading goes to ``DeadLetter`` with its
-reason in the same transaction; nothing is dropped. The twin is told once per batch, after
-commit (``signals.readings_stored``).
+patient who wore the device at each reading's time (``Pairing``), mapped to Observations
+with the interpretation and reference range of each value (``ranges``, from the patient's
+settings, read once per batch), de-duplicated by their deterministic identifier, and written in
+one transaction with their index rows through ``fhir_api.bulk``. Every rejected reading goes to
+``DeadLetter`` with its reason in the same transaction; nothing is dropped. The twin is told
+once per batch, after commit (``signals.readings_stored``). ``ingest_many`` does the same for
+several devices' readings at once (an MQTT consumer's batch), in one transaction.
 """
 
 from __future__ import annotations
@@ -246,48 +248,46 @@ def ingest(
 
     ``keep_rejected=False`` is for replays, whose rejections stay on the dead letter replayed.
     """
-    result = IngestResult()
-    now = timezone.now()
-    pairings = list(Pairing.objects.filter(device=device))
-    keyed: list[tuple[str, dict[str, Any], Checked]] = []
-    rejections: list[tuple[int, str, Any]] = []
-    seen: set[str] = set()
-    ranges: dict[str, Ranges] = {}  # per patient, their settings read once per batch
-    for index, item in enumerate(items):
-        if item.reading is None:
-            rejections.append((index, item.error or "unreadable reading", item.raw))
-            continue
-        try:
-            checked = check(item.reading, now)
-        except Rejected as exc:
-            rejections.append((index, str(exc), item.raw))
-            continue
-        patient = _patient_at(pairings, item.reading.time)
-        if patient is None:
-            rejections.append(
-                (index, "the device was paired to no patient at the reading's time", item.raw)
-            )
-            continue
-        key = identifier(device.identifier, patient, checked)
-        if key in seen:
-            result.duplicate += 1
-            continue
-        seen.add(key)
-        judged = ranges.get(patient)
-        if judged is None:
-            judged = ranges[patient] = Ranges(settings_for([patient])[patient])
-        obs = observation(
-            checked, patient=patient, device_fhir_id=device.fhir_id, key=key, ranges=judged
-        )
-        keyed.append((key, obs, checked))
+    return ingest_many([(device, items, source)], keep_rejected=keep_rejected)[0]
 
+
+@dataclass
+class _Prepared:
+    """One device's part of a batch, checked and mapped, before the write."""
+
+    device: Device
+    source: str
+    result: IngestResult = field(default_factory=IngestResult)
+    keyed: list[tuple[str, dict[str, Any], Checked]] = field(default_factory=list)
+    rejections: list[tuple[int, str, Any]] = field(default_factory=list)
+
+
+def ingest_many(
+    parts: list[tuple[Device, list[Parsed], str]], *, keep_rejected: bool = True
+) -> list[IngestResult]:
+    """Store the readings of several devices (an MQTT consumer's batch of messages) in one
+    transaction: the same rows and answers as ``ingest`` for each part, with one claim of
+    reading keys, one bulk write and one dead-letter insert for them all. Each patient's
+    settings and each device's pairings are read once (``devices.ranges``)."""
+    now = timezone.now()
+    devices = {device.pk: device for device, _items, _source in parts}
+    pairings: dict[int, list[Pairing]] = {pk: [] for pk in devices}
+    for pairing in Pairing.objects.filter(device_id__in=list(devices)):
+        pairings[pairing.device_id].append(pairing)
+    settings = settings_for(sorted({p.patient_id for ps in pairings.values() for p in ps}))
+    ranges = {patient: Ranges(s) for patient, s in settings.items()}
+    seen: set[str] = set()
+    prepared = [
+        _prepare(device, items, source, now, pairings[device.pk], ranges, seen)
+        for device, items, source in parts
+    ]
     with transaction.atomic():
+        keyed = [k for part in prepared for k in part.keyed]
         claimed = _claim([k for k, _o, _c in keyed])
-        fresh = [(k, o, c) for k, o, c in keyed if k in claimed]
-        result.duplicate += len(keyed) - len(fresh)
         # The Observations are correct by construction (tests/test_device_mapping.py validates
         # every reading type against the R4B models), so the model validation is skipped here,
         # and so are their index rows (indexrows, tested equal to the generic extraction's).
+        fresh = [(k, o, c) for k, o, c in keyed if k in claimed]
         written = (
             bulk.create_many(
                 [o for _k, o, _c in fresh],
@@ -297,25 +297,77 @@ def ingest(
             if fresh
             else []
         )
-        result.observation_ids = [w.logical_id for w in written]
+        ids = iter(w.logical_id for w in written)
         letters = []
-        for index, reason, raw in rejections:
-            payload = {"device": device.identifier, "reading": raw}
-            letters.append(DeadLetter(**_letter(source, device.identifier, reason, payload)))
-            result.rejected.append({"index": index, "reason": reason})
-        if keep_rejected:
+        for part in prepared:
+            stored = [(k, o, c) for k, o, c in part.keyed if k in claimed]
+            result = part.result
+            result.duplicate += len(part.keyed) - len(stored)
+            result.observation_ids = [next(ids) for _ in stored]
+            result.accepted = len(stored)
+            identifier_ = part.device.identifier
+            for index, reason, raw in part.rejections:
+                payload = {"device": identifier_, "reading": raw}
+                letters.append(DeadLetter(**_letter(part.source, identifier_, reason, payload)))
+                result.rejected.append({"index": index, "reason": reason})
+            _update_state(part.device, [c for _k, _o, c in stored], now)
+            if stored:
+                _announce(part.device, stored, result.observation_ids)
+        if keep_rejected and letters:
             DeadLetter.objects.bulk_create(letters)
-        _update_state(device, [c for _k, _o, c in fresh], now)
-        result.accepted = len(written)
-        if written:
-            patients = sorted({o["subject"]["reference"].split("/", 1)[1] for _k, o, _c in fresh})
-            ids = list(result.observation_ids)
-            transaction.on_commit(
-                lambda: readings_stored.send(
-                    sender=Device, device_id=device.pk, patient_ids=patients, observation_ids=ids
-                )
+    return [part.result for part in prepared]
+
+
+def _prepare(
+    device: Device,
+    items: list[Parsed],
+    source: str,
+    now: datetime,
+    pairings: list[Pairing],
+    ranges: dict[str, Ranges],
+    seen: set[str],
+) -> _Prepared:
+    """Check, attribute, de-duplicate within the batch and map one device's readings."""
+    part = _Prepared(device, source)
+    for index, item in enumerate(items):
+        if item.reading is None:
+            part.rejections.append((index, item.error or "unreadable reading", item.raw))
+            continue
+        try:
+            checked = check(item.reading, now)
+        except Rejected as exc:
+            part.rejections.append((index, str(exc), item.raw))
+            continue
+        patient = _patient_at(pairings, item.reading.time)
+        if patient is None:
+            part.rejections.append(
+                (index, "the device was paired to no patient at the reading's time", item.raw)
             )
-    return result
+            continue
+        key = identifier(device.identifier, patient, checked)
+        if key in seen:
+            part.result.duplicate += 1
+            continue
+        seen.add(key)
+        judged = ranges.get(patient)
+        if judged is None:  # a pairing made since the batch began
+            judged = ranges[patient] = Ranges(settings_for([patient])[patient])
+        obs = observation(
+            checked, patient=patient, device_fhir_id=device.fhir_id, key=key, ranges=judged
+        )
+        part.keyed.append((key, obs, checked))
+    return part
+
+
+def _announce(device: Device, stored: list, ids: list[str]) -> None:
+    """Tell the twin after commit, once per device and batch (``signals.readings_stored``)."""
+    patients = sorted({o["subject"]["reference"].split("/", 1)[1] for _k, o, _c in stored})
+    ids = list(ids)
+    transaction.on_commit(
+        lambda: readings_stored.send(
+            sender=Device, device_id=device.pk, patient_ids=patients, observation_ids=ids
+        )
+    )
 
 
 def _update_state(device: Device, stored: list[Checked], now: datetime) -> None:
