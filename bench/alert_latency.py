@@ -21,8 +21,8 @@ respiration, temperature, blood pressure, steps, HRV, weight, glucose, battery) 
 connection. Simulated time runs as fast as the rate needs (the readings are of the past hours).
 
 Episodes: ``--episodes`` (30) more patients, each with a calm history sent before the load, and a
-deterioration scripted in the simulator (sepsis, hypoxia, hypertensive crisis, fall, fever in
-turn; lengths as in tests/test_twin_simulated_day.py). Every ``--every`` (1.5) s under load,
+deterioration scripted in the simulator (sepsis, hypoxia, hypertensive crisis, fall in turn;
+lengths as in tests/test_twin_simulated_day.py). Every ``--every`` (1.5) s under load,
 one patient's episode readings (its onset to past its full effect, one upload) are posted; the
 clock starts when the 202 comes back and stops when ``GET /fhir/Flag?patient=…`` (polled every
 ``--poll`` s on a connection of its own) shows an active Flag it did not show before the
@@ -73,9 +73,12 @@ from crud import (  # bench/ is not a package
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("sepsis", "hypoxia", "hypertensive_crisis", "fall", "fever")
+# The deteriorations of the simulator's episodes. Not its fever: at +2.6 °C on a calm baseline
+# it often stays at 38.x °C with NEWS2 1-4, where by design no alert is due (temperature above
+# 39.0 °C, NEWS2 5 or a single 3 alert), so it would time a Flag that never comes.
+KINDS = ("sepsis", "hypoxia", "hypertensive_crisis", "fall")
 # Episode lengths as tests/test_twin_simulated_day.py scripts them (full effect after a third).
-HOURS = {"sepsis": 6.0, "hypoxia": 6.0, "hypertensive_crisis": 6.0, "fall": 0.25, "fever": 6.0}
+HOURS = {"sepsis": 6.0, "hypoxia": 6.0, "hypertensive_crisis": 6.0, "fall": 0.25}
 TARGET_P99 = 1.0
 TARGET_MS_PER_READING = 0.2
 REFRESH_TASK = "twins.tasks.refresh_twin"
@@ -477,17 +480,18 @@ class Bench:
         backlog = self.backlog(db)
         drained = self.drain(db, args.drain_timeout)
         # An episode with no Flag in time: raised late (queued behind the load) or never?
-        before = {c["patient"]: set(c["before"]) for c in data["episodes"]}
-        never = [k for k, p in missed if not set(self.flags_of(poll, p)) - before[p]]
+        shown = {c["patient"]: set(c["before"]) for c in data["episodes"]}
+        still = [(k, p) for k, p in missed if not set(self.flags_of(poll, p)) - shown[p]]
+        never = [k for k, _p in still]
         with db.cursor() as cur:  # what the twin made of those: no alert was due?
-            for kind, patient in missed:
+            for kind, patient in still:
                 cur.execute(
                     "SELECT news2->>'total', state->'latest' FROM twins_patient_twin"
                     " WHERE patient_id = %s",
                     [patient],
                 )
                 row = cur.fetchone()
-                if row and kind in never:
+                if row:
                     latest = {k: v["value"] for k, v in (row[1] or {}).items()}
                     print(
                         f"  {kind} of Patient/{patient}: no Flag; NEWS2 {row[0]}, latest {latest}"
