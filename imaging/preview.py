@@ -198,8 +198,10 @@ def _grey_levels(pixels: np.ndarray, dataset: Dataset) -> np.ndarray:
             unit = _window(values, c, w, function)
     if unit is None and "VOILUTSequence" in dataset:
         try:
-            unit = _min_max(np.asarray(apply_voi_lut(values, dataset), dtype=np.float32))
-        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            # The LUT is indexed by the Modality LUT's output, whole numbers (PS3.3 C.11.2.1.1).
+            looked_up = apply_voi_lut(np.rint(values).astype(np.int64), dataset)
+            unit = _min_max(np.asarray(looked_up, dtype=np.float32))
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
             log.info("VOI LUT Sequence not applied (%s); min-max scaling instead", exc)
     if unit is None:
         unit = _min_max(values)

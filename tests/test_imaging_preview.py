@@ -191,3 +191,40 @@ def test_preview_state_does_not_decode_the_pixels():
     ds = read("examples_ybr_color.dcm")
     assert preview_state(ds) == ("ok", "")
     assert getattr(ds, "_pixel_array", None) is None
+
+
+def test_voi_lut_sequence_is_used_when_there_is_no_window():
+    from pydicom.dataset import Dataset
+
+    ds = read("MR_small.dcm")
+    del ds.WindowCenter, ds.WindowWidth
+    stored = ds.pixel_array.astype(int)
+    first, entries = int(stored.min()), 1000  # the brightest values lie past the LUT's end
+    assert stored.max() - first > entries
+    # A square-root curve: not what min-max scaling of the stored values would give.
+    lut = Dataset()
+    lut.LUTDescriptor = [entries, first, 16]
+    lut.LUTData = [int(np.sqrt(i) * 100) for i in range(entries)]
+    ds.VOILUTSequence = [lut]
+
+    _, grey = png_pixels(render_png(ds))
+
+    looked_up = np.asarray(lut.LUTData)[np.clip(stored - first, 0, entries - 1)]
+    expected = np.rint((looked_up - looked_up.min()) / np.ptp(looked_up) * 255).astype(np.uint8)
+    assert np.ptp(looked_up) > 0
+    assert np.array_equal(grey, expected)
+    assert (grey[stored >= first + entries - 1] == 255).all()
+
+
+def test_sigmoid_and_linear_exact_voi_functions_put_the_centre_at_mid_grey():
+    ds = read("MR_small.dcm")
+    stored = ds.pixel_array
+    centre = int(np.median(stored))
+    for function in ("SIGMOID", "LINEAR_EXACT"):
+        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = centre, 400, function
+        _, grey = png_pixels(render_png(ds))
+        assert (grey[stored == centre] == 128).all(), function
+    # LINEAR_EXACT: exactly centre ± width/2 are black and white.
+    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = centre, 400, "LINEAR_EXACT"
+    _, grey = png_pixels(render_png(ds))
+    assert (grey[stored <= centre - 200] == 0).all() and (grey[stored >= centre + 200] == 255).all()
