@@ -48,7 +48,7 @@ class Rejected(ValueError):
     """A reading that cannot be stored, with the reason a person will read."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Reading:
     type: str
     time: datetime
@@ -60,7 +60,7 @@ class Reading:
     raw: Any = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Checked:
     """A plausible reading in canonical units, with the original value when it was converted."""
 

@@ -33,7 +33,7 @@ from .readings import Checked, Reading, Rejected, check, identifier, observation
 from .signals import readings_stored
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """One item of a payload: the reading, or why it could not be read, and its raw form."""
 
