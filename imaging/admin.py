@@ -363,6 +363,7 @@ class DicomInstanceAdmin(ReadOnly, admin.ModelAdmin):
         "preview_note",
         "study_link",
         "imaging_study",
+        "download",
         "sop_instance_uid",
         "sop_class_uid",
         "series_uid",
@@ -396,6 +397,24 @@ class DicomInstanceAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="Preview")
     def large_preview(self, instance: DicomInstance) -> str:
         return _thumbnail(instance, LARGE)
+
+    @admin.display(description="File")
+    def download(self, instance: DicomInstance) -> str:
+        url = reverse(
+            "imaging:instance",
+            kwargs={
+                "study": instance.study.study_uid,
+                "series": instance.series_uid,
+                "instance": instance.sop_instance_uid,
+            },
+        )
+        return format_html(
+            '<a href="{}">the stored DICOM file</a> ({} bytes) · '
+            '<a href="{}?deidentify=true">a de-identified copy</a>',
+            url,
+            instance.size,
+            url,
+        )
 
     @admin.display(description="FHIR ImagingStudy")
     def imaging_study(self, instance: DicomInstance) -> str:

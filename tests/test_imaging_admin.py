@@ -215,6 +215,14 @@ def test_instance_page_shows_its_preview_state_and_the_imaging_study(staff, dico
     assert f"/admin/fhir_api/resource/{imaging_study.pk}/change/" in page
     assert patient in imaging_study.content
 
+    stored_file = rendered.removesuffix("/rendered?viewport=512,512")
+    assert f'href="{stored_file}"' in page and f'href="{stored_file}?deidentify=true"' in page
+    download = staff.get(stored_file)
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content if download.streaming else [download.content]) == (
+        data_of(CT)
+    )
+
     listing = text(staff.get("/admin/imaging/dicominstance/"))
     assert "rendered" in listing and "not an image" in listing
     ecg_page = text(staff.get(f"/admin/imaging/dicominstance/{ecg.pk}/change/"))
