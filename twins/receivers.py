@@ -26,6 +26,10 @@ def on_resource(sender, resource_type: str, logical_id: str, bulk: bool = False,
     """A single write through the FHIR API (an EHR, a gateway's bundle)."""
     if bulk or resource_type not in WATCHED:
         return
+    from .services import refreshing
+
+    if refreshing():  # the twin's own NEWS2 score, committed by a refresh
+        return
     patients = ReferenceIndex.objects.filter(
         resource__resource_type=resource_type,
         resource__logical_id=logical_id,

@@ -11,6 +11,7 @@ queued after the commit of every write that concerns the patient.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -78,8 +79,26 @@ def twin_for(patient_id: str) -> PatientTwin:
     return twin
 
 
+_refreshing = threading.local()
+
+
+def refreshing() -> bool:
+    """True in a refresh, until the commit of what it wrote has been announced: the twin's own
+    Observations (NEWS2 scores) carry nothing it follows, so they queue no refresh of it."""
+    return getattr(_refreshing, "active", False)
+
+
 def refresh(patient_id: str, *, now: datetime | None = None) -> PatientTwin | None:
     """Apply what is new for the patient and run the rules; see the module docstring."""
+    outer = refreshing()
+    _refreshing.active = True
+    try:
+        return _refresh(patient_id, now)
+    finally:
+        _refreshing.active = outer
+
+
+def _refresh(patient_id: str, now: datetime | None) -> PatientTwin | None:
     with transaction.atomic():
         twin, _ = PatientTwin.objects.get_or_create(patient_id=patient_id)
         twin = PatientTwin.objects.select_for_update().get(pk=twin.pk)
