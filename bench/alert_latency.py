@@ -87,7 +87,11 @@ BACKLOG_SQL = """
     JOIN twins_patient_twin t ON t.patient_id = r.target_id
     WHERE r.resource_type = 'Observation' AND r.param = 'subject'
       AND r.target_type = 'Patient' AND r.resource_id > t.applied_upto
-"""
+      AND NOT EXISTS (
+        SELECT 1 FROM fhir_token_index k WHERE k.resource_id = r.resource_id
+        AND k.param = '_tag' AND k.system = 'https://clouddth.example/fhir/CodeSystem/source'
+        AND k.code = 'twin')
+"""  # the twin's own NEWS2 scores wait for its next refresh, which passes over them
 
 
 # --- Inside Django (subprocesses on the bench database) ----------------------------------------
