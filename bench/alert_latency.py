@@ -26,7 +26,8 @@ lengths as in tests/test_twin_simulated_day.py). Every ``--every`` (1.5) s under
 one patient's episode readings (its onset to past its full effect, one upload) are posted; the
 clock starts when the 202 comes back and stops when ``GET /fhir/Flag?patient=…`` (polled every
 ``--poll`` s on a connection of its own) shows an active Flag it did not show before the
-episode. Printed: p50, p99 and the worst delay, per kind too; episodes with no new Flag after
+episode (or a new version of one: a deterioration on top of an open alert escalates it).
+Printed: p50, p99 and the worst delay, per kind too; episodes with no new Flag after
 ``--give-up`` s (and whether one came once the workers caught up); Flags the calm history
 raised before the episodes (false alerts, or a device's).
 
@@ -276,14 +277,18 @@ def worker_totals(stats_dir: Path) -> dict[str, float]:
     return out
 
 
-def active_flags(body: bytes) -> dict[str, str]:
-    """{id: text} of the active Flags of a search answer (the text: the Flag's code)."""
+def active_flags(body: bytes) -> dict[tuple[str, str], str]:
+    """{(id, version): text} of the active Flags of a search answer (the text: the Flag's code).
+
+    A new version of a Flag that was already active counts as news: one ongoing problem is one
+    alert, so a deterioration on top of an open alert escalates that alert's Flag."""
     out = {}
     for entry in json.loads(body).get("entry", []):
         flag = entry["resource"]
         if flag.get("status") == "active":
             code = flag.get("code", {})
-            out[flag["id"]] = code.get("text") or next(
+            key = (flag["id"], flag.get("meta", {}).get("versionId", ""))
+            out[key] = code.get("text") or next(
                 (c.get("display") or c.get("code") for c in code.get("coding", [])), ""
             )
     return out
@@ -390,7 +395,7 @@ class Bench:
             time.sleep(0.1)
         return time.monotonic() - start
 
-    def flags_of(self, conn: Connection, patient: str) -> dict[str, str]:
+    def flags_of(self, conn: Connection, patient: str) -> dict[tuple[str, str], str]:
         status, _h, body = conn.request(
             build_request("GET", self.host, f"/fhir/Flag?patient={patient}", self.token),
             retry_safe=True,
