@@ -41,6 +41,7 @@ from ..reads import Page, read, searchset_bundle
 from ..resource_types import RESOURCE_TYPES
 from ..search import registry
 from ..search.dates import parse_interval
+from ..search.params import check_text, whole_number
 from ..search.query import snapshot_now
 
 SPEC = "hl7.org/fhir/R4B/patient-operation-everything.html"
@@ -120,9 +121,7 @@ class EverythingRequest:
 
 
 def _whole(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise BadRequest(f"{name}={value!r} must be a whole number ≥ 0")
-    return int(value)
+    return whole_number(name, value)
 
 
 def parse(items: list[tuple[str, str]], *, strict: bool) -> EverythingRequest:
@@ -131,6 +130,7 @@ def parse(items: list[tuple[str, str]], *, strict: bool) -> EverythingRequest:
     seen: set[str] = set()
     types: list[str] = []
     for name, value in items:
+        check_text(name, value)
         if name not in PARAMS:
             if strict:
                 raise BadRequest(
@@ -154,10 +154,11 @@ def parse(items: list[tuple[str, str]], *, strict: bool) -> EverythingRequest:
             parse_interval(value)  # BadRequest unless a date/dateTime/instant
             setattr(request, name.lstrip("_"), value)
         elif name == "_count":
-            request.count = min(_whole(name, value), settings.FHIR_MAX_COUNT)
+            request.count = whole_number(name, value, cap=settings.FHIR_MAX_COUNT)
         elif name == "_cursor":
-            if value[:1] not in ("m", "i") or not value[1:].isdigit():
+            if value[:1] not in ("m", "i"):
                 raise BadRequest("_cursor must be a cursor from a next link")
+            whole_number("_cursor", value[1:])
             request.cursor = value
         else:
             request.snapshot = _whole(name, value)

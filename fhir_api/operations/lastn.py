@@ -56,7 +56,7 @@ from ..search import include as search_include
 from ..search import query as search_query
 from ..search.extract import split_reference, token_values
 from ..search.fhirpath import Node
-from ..search.params import Criterion, split_escaped
+from ..search.params import Criterion, split_escaped, whole_number
 from ..search.types.base import Ctx
 
 SPEC = "hl7.org/fhir/R4B/observation-operation-lastn.html"
@@ -89,11 +89,12 @@ class Candidate:
 
 
 def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise BadRequest(f"max={value!r} must be a whole number ≥ 1 ({SPEC})")
-    if int(value) > settings.FHIR_MAX_COUNT:
-        raise BadRequest(f"max={value} is more than {settings.FHIR_MAX_COUNT}", code="too-costly")
-    return int(value)
+    number = whole_number("max", value, 1, cap=settings.FHIR_MAX_COUNT + 1)
+    if number > settings.FHIR_MAX_COUNT:
+        raise BadRequest(
+            f"max={value[:40]} is more than {settings.FHIR_MAX_COUNT}", code="too-costly"
+        )
+    return number
 
 
 def _patient_ids(criterion: Criterion) -> list[str]:

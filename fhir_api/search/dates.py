@@ -41,8 +41,44 @@ def _tz(text: str | None):
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+# The instants a datetime column holds: the range of Python's datetime, in UTC. A search value
+# whose interval reaches past them (``date=9999-12-31``: up to the year 10000; ``lt0001-01-01``
+# in a zone east of UTC) is cut to them, so it compares as the instants it means.
+MIN_INSTANT = datetime.min.replace(tzinfo=UTC)
+MAX_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # before 0001-01-01 or after 9999-12-31 in UTC
+        return MIN_INSTANT if value.year == 1 else MAX_INSTANT
+
+
+def later(value: datetime, step: timedelta) -> datetime:
+    """``value + step``, or the last instant there is when that is past it."""
+    try:
+        return _utc(value + step)
+    except OverflowError:
+        return MAX_INSTANT
+
+
+def earlier(value: datetime, step: timedelta) -> datetime:
+    """``value - step``, or the first instant there is when that is before it."""
+    try:
+        return _utc(value - step)
+    except OverflowError:
+        return MIN_INSTANT
+
+
+def _interval(low: datetime, high: datetime | timedelta) -> Interval:
+    end = later(low, high) if isinstance(high, timedelta) else _utc(high)
+    return Interval(_utc(low), end)
+
+
 def parse_interval(text: str) -> Interval:
-    """The interval a FHIR date, dateTime or instant covers; BadRequest if it is not one."""
+    """The interval a FHIR date, dateTime or instant covers, in UTC; BadRequest if it is not
+    one. The ends are cut to ``MIN_INSTANT`` and ``MAX_INSTANT``."""
     match = DATE_RE.match(_SPACED_ZONE.sub(r"\1+\2", text.strip()))
     if not match:
         raise BadRequest(f"'{text}' is not a FHIR date, dateTime or instant")
@@ -52,33 +88,31 @@ def parse_interval(text: str) -> Interval:
         year = int(g["y"])
         if g["m"] is None:
             low = datetime(year, 1, 1, tzinfo=tz)
-            return Interval(low, datetime(year + 1, 1, 1, tzinfo=tz))
+            if year == 9999:
+                return _interval(low, timedelta(days=365))
+            return _interval(low, datetime(year + 1, 1, 1, tzinfo=tz))
         month = int(g["m"])
         if g["d"] is None:
             low = datetime(year, month, 1, tzinfo=tz)
-            days = calendar.monthrange(year, month)[1]
-            return Interval(low, low + timedelta(days=days))
+            return _interval(low, timedelta(days=calendar.monthrange(year, month)[1]))
         day = int(g["d"])
         if g["H"] is None:
-            low = datetime(year, month, day, tzinfo=tz)
-            return Interval(low, low + timedelta(days=1))
+            return _interval(datetime(year, month, day, tzinfo=tz), timedelta(days=1))
         hour = int(g["H"])
         if g["M"] is None:
-            low = datetime(year, month, day, hour, tzinfo=tz)
-            return Interval(low, low + timedelta(hours=1))
+            return _interval(datetime(year, month, day, hour, tzinfo=tz), timedelta(hours=1))
         minute = int(g["M"])
         if g["S"] is None:
             low = datetime(year, month, day, hour, minute, tzinfo=tz)
-            return Interval(low, low + timedelta(minutes=1))
+            return _interval(low, timedelta(minutes=1))
         second = int(g["S"])
         if g["f"] is None:
             low = datetime(year, month, day, hour, minute, second, tzinfo=tz)
-            return Interval(low, low + timedelta(seconds=1))
+            return _interval(low, timedelta(seconds=1))
         frac = g["f"]
         micro = int((frac + "000000")[:6])
         low = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-        step = timedelta(microseconds=10 ** max(0, 6 - len(frac)))
-        return Interval(low, low + step)
+        return _interval(low, timedelta(microseconds=10 ** max(0, 6 - len(frac))))
     except ValueError as exc:
         raise BadRequest(f"'{text}' is not a valid date: {exc}") from None
 

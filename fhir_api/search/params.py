@@ -97,12 +97,24 @@ def split_values(value: str) -> list[str]:
     return parts
 
 
+# Values one parameter may OR, and criteria one search may AND: each is a term of the
+# statement's WHERE, and SQLite refuses expressions nested past 1,000 terms. The same limits on
+# every database keep the answers the same.
+MAX_OR_VALUES = 100
+MAX_CRITERIA = 100
+
+
 def or_values(name: str, value: str) -> list[str]:
     """The OR-ed values of a parameter, leaving out empty ones (``code=a,`` is ``code=a``):
     an empty token would otherwise match the rows of CodeableConcepts that have only a text."""
     values = [v for v in split_values(value) if v != ""]
     if not values:
-        raise BadRequest(f"'{name}={value}' gives no value")
+        raise BadRequest(f"'{name}={value[:200]}' gives no value")
+    if len(values) > MAX_OR_VALUES:
+        raise BadRequest(
+            f"'{name}' gives {len(values)} values: at most {MAX_OR_VALUES} are OR-ed",
+            code="too-costly",
+        )
     return values
 
 
@@ -133,6 +145,38 @@ def split_escaped(value: str, sep: str) -> tuple[str, str | None]:
             return value[:i], value[i + 1 :]
         i += 1
     return value, None
+
+
+# The largest whole number a parameter takes (``_offset``, ``_snapshot``, a cursor): what a signed
+# 64-bit column, LIMIT and OFFSET hold on PostgreSQL and SQLite alike.
+MAX_WHOLE = 2**63 - 1
+
+
+def whole_number(name: str, value: str, minimum: int = 0, *, cap: int | None = None) -> int:
+    """A whole number written in ASCII digits (``²`` and ``٣`` are digits to Python, not to FHIR).
+
+    Above ``cap`` it is ``cap`` (``_count`` beyond the maximum is the maximum); without a cap a
+    number no column can hold is refused, 400, rather than overflowing in the database.
+    """
+    if not (value.isascii() and value.isdigit()):
+        raise BadRequest(f"{name}={value[:40]!r} must be a whole number ≥ {minimum}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_WHOLE)) or int(digits) > MAX_WHOLE:
+        if cap is not None:
+            return cap
+        raise BadRequest(f"{name}={value[:40]}…: at most {MAX_WHOLE}", code="too-costly")
+    number = int(digits)
+    if number < minimum:
+        raise BadRequest(f"{name}={value!r} must be a whole number ≥ {minimum}")
+    return number if cap is None else min(number, cap)
+
+
+def check_text(name: str, value: str) -> None:
+    """Refuse a NUL character (``%00``) in a parameter's name or value: no FHIR string holds
+    one (hl7.org/fhir/R4B/datatypes.html#string), and PostgreSQL cannot compare with one."""
+    if "\x00" in name or "\x00" in value:
+        shown = name.replace("\x00", "%00")[:80]
+        raise BadRequest(f"The parameter '{shown}' holds a NUL character (%00), which no value can")
 
 
 class UnknownParameter(BadRequest):

@@ -25,7 +25,14 @@ from django.db.models.functions import Coalesce, Collate
 from ..exceptions import BadRequest
 from ..models import Resource
 from . import registry
-from .params import Criterion, UnknownParameter, parse_criterion
+from .params import (
+    MAX_CRITERIA,
+    Criterion,
+    UnknownParameter,
+    check_text,
+    parse_criterion,
+    whole_number,
+)
 from .types import composite, date, number, quantity, reference, string, token, uri
 from .types.base import MODEL_BY_TYPE, Ctx
 
@@ -54,6 +61,8 @@ MATCHERS = {
     "uri": uri.match,
     "composite": composite.match,
 }
+# _include and _revinclude one search may follow (distinct ones: a repeat is dropped).
+MAX_INCLUDES = 50
 SORT_COLUMN = {
     "token": "code",
     "string": "value",
@@ -124,12 +133,6 @@ def parse_query_string(query: str) -> list[tuple[str, str]]:
         raise BadRequest(f"The query string cannot be read: {exc}") from None
 
 
-def _int(name: str, value: str, minimum: int) -> int:
-    if not value.isdigit() or int(value) < minimum:
-        raise BadRequest(f"{name}={value!r} must be a whole number ≥ {minimum}")
-    return int(value)
-
-
 def _refuse_or_ignore(what: str, strict: bool, ignored: list[str], why: str = "") -> None:
     if strict:
         raise BadRequest(
@@ -147,6 +150,7 @@ def parse(
     system = not isinstance(resource_type, str)
     request = SearchRequest(types, count=settings.FHIR_DEFAULT_COUNT, system=system)
     for raw_name, value in items:
+        check_text(raw_name, value)
         name, _, modifier = raw_name.partition(":")
         if name in RESULT_PARAMS:
             _result_param(request, name, modifier, value, strict)
@@ -161,6 +165,11 @@ def parse(
             _refuse_or_ignore(raw_name, strict, request.ignored, exc.diagnostics)
             continue
         request.criteria.append((raw_name, value, criterion))
+    if len(request.criteria) > MAX_CRITERIA:
+        raise BadRequest(
+            f"{len(request.criteria)} search criteria: at most {MAX_CRITERIA} are AND-ed",
+            code="too-costly",
+        )
     return request
 
 
@@ -168,11 +177,11 @@ def _result_param(
     request: SearchRequest, name: str, modifier: str, value: str, strict: bool
 ) -> None:
     if name == "_count":
-        request.count = min(_int("_count", value, 0), settings.FHIR_MAX_COUNT)
+        request.count = whole_number("_count", value, cap=settings.FHIR_MAX_COUNT)
     elif name == "_offset":
-        request.offset = _int("_offset", value, 0)
+        request.offset = whole_number("_offset", value)
     elif name == "_snapshot":
-        request.snapshot = _int("_snapshot", value, 0)
+        request.snapshot = whole_number("_snapshot", value)
     elif name == "_sort":
         request.sort = _parse_sort(request, value, strict)
     elif name == "_total":
@@ -188,7 +197,13 @@ def _result_param(
     elif name in ("_include", "_revinclude"):
         if modifier not in ("", "iterate", "recurse"):
             raise BadRequest(f"{name}:{modifier} is not a valid modifier (use :iterate)")
-        request.includes.append(_parse_include(request, name, modifier != "", value))
+        include = _parse_include(request, name, modifier != "", value)
+        if include not in request.includes:  # a repeat adds nothing
+            request.includes.append(include)
+        if len(request.includes) > MAX_INCLUDES:
+            raise BadRequest(
+                f"More than {MAX_INCLUDES} _include and _revinclude", code="too-costly"
+            )
     else:  # _contained, _containedType
         _refuse_or_ignore(name, strict, request.ignored)
 
@@ -221,6 +236,8 @@ def _parse_sort(request: SearchRequest, value: str, strict: bool) -> list[tuple[
         name = part[1:] if descending else part
         if not name:
             continue
+        if any(name == seen for seen, _d in keys):
+            continue  # a key sorts nothing after its first use
         if name in ("_id", "_lastUpdated"):
             keys.append((name, descending))
             continue

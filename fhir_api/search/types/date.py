@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ...models import DateIndex
-from ..dates import parse_interval
+from ..dates import earlier, later, parse_interval
 from ..params import Criterion
 from .base import Ctx, having, missing, rows, split_prefix
 
@@ -42,7 +42,7 @@ def interval_q(prefix: str, low: datetime, high: datetime, lo: str = "low", hi: 
         return Q(**{f"{hi}__lte": low})
     # ap: overlaps the search range widened by 10 % of its distance from now.
     margin = abs(timezone.now() - low) * 0.1
-    return Q(**{f"{lo}__lt": high + margin, f"{hi}__gt": low - margin})
+    return Q(**{f"{lo}__lt": later(high, margin), f"{hi}__gt": earlier(low, margin)})
 
 
 def value_q(value: str, lo: str = "low", hi: str = "high") -> Q:
@@ -68,7 +68,7 @@ def point_q(column: str, value: str) -> Q:
     if prefix == "le":
         return Q(**{f"{column}__lt": iv.high})
     margin = abs(timezone.now() - iv.low) * 0.1
-    return Q(**{f"{column}__gte": iv.low - margin, f"{column}__lt": iv.high + margin})
+    return Q(**{f"{column}__gte": earlier(iv.low, margin), f"{column}__lt": later(iv.high, margin)})
 
 
 def match(ctx: Ctx, criterion: Criterion) -> Q:
