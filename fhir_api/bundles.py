@@ -177,7 +177,10 @@ def _batch(ctx: interactions.Context, entries: list[dict[str, Any]]) -> dict[str
             out.append(_response_entry(answer))
         except FHIRError as error:
             out.append(_error_entry(error))
-    return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
+    response: dict[str, Any] = {"resourceType": "Bundle", "type": "batch-response"}
+    if out:  # no empty arrays in FHIR JSON (json.html)
+        response["entry"] = out
+    return response
 
 
 class _References:
@@ -322,8 +325,7 @@ def _transaction(ctx: interactions.Context, entries: list[dict[str, Any]]) -> di
             except FHIRError as error:
                 _name_entry(error, index, entries[index]["request"])
                 raise
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction-response",
-        "entry": [_response_entry(answers[i]) for i in range(len(entries))],
-    }
+    response: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction-response"}
+    if entries:
+        response["entry"] = [_response_entry(answers[i]) for i in range(len(entries))]
+    return response

@@ -265,7 +265,8 @@ def searchset_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
         note = "Not applied: " + ", ".join(page.ignored)
         outcome = operation_outcome([Issue("warning", "not-supported", note)])
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    bundle["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays (json.html): no results, no entry element
+        bundle["entry"] = entries
     return bundle
 
 
@@ -288,5 +289,6 @@ def history_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
         entries.append(entry)
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": page.total}
     bundle["link"] = _links(url, page)
-    bundle["entry"] = entries
+    if entries:
+        bundle["entry"] = entries
     return bundle

@@ -68,8 +68,8 @@ def validate_resource(data: Any, resource_type: str | None = None) -> dict[str, 
     issues: list[Issue] = []
     try:
         issues += [
-            Issue("error", "invalid", f"{path}: {CONTROL_MESSAGE}", (path,))
-            for path in _control_characters(data, found)
+            Issue("error", code, f"{path}: {message}", (path,))
+            for path, code, message in _json_rules(data, found)
         ]
         # Codes outside a required binding (terminologies.html#required): the models let them pass.
         issues += bindings.check(data, found)
@@ -93,12 +93,21 @@ def validate_resource(data: Any, resource_type: str | None = None) -> dict[str, 
     return data
 
 
-def _control_characters(value: Any, path: str) -> list[str]:
-    """Expressions of the strings in ``value`` that hold a character FHIR strings may not."""
+EMPTY_MESSAGE = "an array or object may not be empty: leave the element out (json.html)"
+
+
+def _json_rules(value: Any, path: str) -> list[tuple[str, str, str]]:
+    """(expression, issue code, message) of each place in ``value`` that breaks a rule of FHIR
+    JSON the models do not check (hl7.org/fhir/R4B/json.html): strings with control
+    characters, and empty arrays or objects ("objects are never empty", no empty arrays)."""
     if isinstance(value, str):
-        return [path] if CONTROL_RE.search(value) else []
+        return [(path, "invalid", CONTROL_MESSAGE)] if CONTROL_RE.search(value) else []
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _control_characters(v, f"{path}.{k}")]
+        if not value:
+            return [(path, "structure", EMPTY_MESSAGE)]
+        return [p for k, v in value.items() for p in _json_rules(v, f"{path}.{k}")]
     if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _control_characters(v, f"{path}[{i}]")]
+        if not value:
+            return [(path, "structure", EMPTY_MESSAGE)]
+        return [p for i, v in enumerate(value) for p in _json_rules(v, f"{path}[{i}]")]
     return []

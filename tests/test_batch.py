@@ -41,8 +41,10 @@ def batch(api, *entries: dict) -> list[dict]:
     assert r.status_code == 200, r.content
     assert r.json_body["resourceType"] == "Bundle"
     assert r.json_body["type"] == "batch-response"
-    assert len(r.json_body["entry"]) == len(entries)
-    return r.json_body["entry"]
+    # No entries, no entry element: FHIR JSON has no empty arrays (json.html).
+    assert len(r.json_body.get("entry", [])) == len(entries)
+    assert entries or "entry" not in r.json_body
+    return r.json_body.get("entry", [])
 
 
 def create(api, body: dict) -> dict:

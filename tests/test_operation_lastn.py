@@ -79,7 +79,7 @@ def lastn(api, query: str, status: int = 200, **headers) -> dict:
 def ids(bundle: dict) -> list[str]:
     return [
         e["resource"]["id"]
-        for e in bundle["entry"]
+        for e in bundle.get("entry", [])  # a Bundle with no results has no entry
         if e["resource"]["resourceType"] == "Observation" and e["search"]["mode"] == "match"
     ]
 

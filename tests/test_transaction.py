@@ -62,7 +62,9 @@ def ok(api, bundle: dict, path: str = "/fhir") -> list[dict]:
     assert r.status_code == 200, r.content
     assert r.json_body["resourceType"] == "Bundle"
     assert r.json_body["type"] == "transaction-response"
-    return r.json_body["entry"]
+    # No entries, no entry element: FHIR JSON has no empty arrays (json.html).
+    assert bundle.get("entry") or "entry" not in r.json_body
+    return r.json_body.get("entry", [])
 
 
 def create(api, body: dict) -> dict:
