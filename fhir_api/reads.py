@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from .exceptions import BadRequest, Gone, Issue, NotFound, operation_outcome
 from .models import Resource, ResourceVersion
@@ -138,6 +138,17 @@ def history(
         qs = qs.annotate(superseded=Subquery(following)).filter(
             Q(last_updated__lt=at.high) & (Q(superseded__isnull=True) | Q(superseded__gt=at.low))
         )
+    # Whether the version before each one is a delete tombstone: a PUT after a delete created
+    # the resource again (201 in the history entry's response, as the write answered).
+    qs = qs.annotate(
+        recreated=Exists(
+            ResourceVersion.objects.filter(
+                resource_id=OuterRef("resource_id"),
+                version_id=OuterRef("version_id") - 1,
+                deleted=True,
+            )
+        )
+    )
     count = _count(params.get("_count"))
     base_items = [(k, params[k]) for k in ("_since", "_at") if k in params]
     total = qs.count()
@@ -278,7 +289,8 @@ def history_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
             entry["resource"] = raw(v.content)
         path = v.resource_type if v.method == "POST" else f"{v.resource_type}/{v.logical_id}"
         status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(v.method, "200 OK")
-        if v.method == "PUT" and v.version_id == 1:
+        if v.method == "PUT" and (v.version_id == 1 or v.recreated):
+            # An update that made the resource exist (update-as-create, or after a delete).
             status = "201 Created"
         entry["request"] = {"method": v.method, "url": path}
         entry["response"] = {
