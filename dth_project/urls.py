@@ -22,3 +22,8 @@ urlpatterns = [
     path("", include("devices.urls")),
     path("", include("fhir_api.urls")),
 ]
+
+# Errors raised outside the FHIR views (e.g. a Host not allowed) answer an OperationOutcome
+# under /fhir, Django's pages elsewhere.
+handler400 = "fhir_api.error_pages.bad_request"
+handler500 = "fhir_api.error_pages.server_error"

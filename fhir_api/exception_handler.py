@@ -1,7 +1,7 @@
 """The one DRF exception handler: every error becomes an OperationOutcome with its status.
 
 Maps this app's ``FHIRError`` hierarchy, DRF's own exceptions (authentication, parsing,
-method, media type) and Django's ``Http404``/``PermissionDenied``. Anything unexpected is
+method, media type) and Django's ``Http404``/``PermissionDenied``/``SuspiciousOperation``. Anything unexpected is
 logged and answered 500 with an OperationOutcome; the transaction it ran in has rolled back.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions as drf
@@ -23,6 +24,7 @@ from .exceptions import (
     NotAcceptable,
     NotAuthenticated,
     NotFound,
+    PayloadTooLarge,
     ServerError,
     UnsupportedMediaType,
 )
@@ -48,6 +50,11 @@ def as_fhir_error(exc: Exception) -> FHIRError:
         return NotAcceptable(str(exc.detail))
     if isinstance(exc, drf.ParseError):
         return BadRequest(str(exc.detail), code="structure")
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(str(exc) or "The request body is too large")
+    if isinstance(exc, SuspiciousOperation):
+        # Django's refusals of a request (too many form fields, a malformed header …).
+        return BadRequest(str(exc) or "The request was refused", code="structure")
     if isinstance(exc, Http404 | drf.NotFound):
         return NotFound(str(exc) or "Not found")
     if isinstance(exc, drf.APIException):
