@@ -40,8 +40,11 @@ def index_rows(resource_type: str, logical_id: str, data: dict[str, Any]) -> Ind
     return extract(resource_type, data)
 
 
-def write_indexes(resource: Resource, data: dict[str, Any] | None, *, fresh: bool = False) -> None:
-    """Replace the index rows of ``resource`` with those of ``data`` (None: deleted).
+def write_indexes(
+    resource: Resource, data: dict[str, Any] | IndexRows | None, *, fresh: bool = False
+) -> None:
+    """Replace the index rows of ``resource`` with those of ``data`` (None: deleted), given as
+    the resource's JSON or as the rows ``index_rows`` made of it.
 
     ``fresh`` says the resource was just inserted, so it has no rows to delete.
     """
@@ -49,12 +52,19 @@ def write_indexes(resource: Resource, data: dict[str, Any] | None, *, fresh: boo
         delete_indexes(resource)
     if data is None:
         return
-    rows = index_rows(resource.resource_type, resource.logical_id, data)
+    rows = (
+        data
+        if isinstance(data, IndexRows)
+        else index_rows(resource.resource_type, resource.logical_id, data)
+    )
     for model, objects in rows.models(resource, resource.resource_type).items():
         model.objects.bulk_create(objects)
 
 
 # --- PostgreSQL: the index rows of a new resource in the statement that inserts it -------------
+
+# Fields whose get_db_prep_save returns a str (or None) unchanged.
+_TEXT_FIELDS = {"CharField", "TextField"}
 
 
 @cache
@@ -88,6 +98,15 @@ def insert_ctes(rows: IndexRows) -> tuple[list[str], list[Any]]:
         sql, fields = _insert_template(model)
         params.append(rows.patient)
         for field, values in zip(fields, zip(*table_rows, strict=True), strict=True):
-            params.append([field.get_db_prep_save(value, connection) for value in values])
+            if field.get_internal_type() in _TEXT_FIELDS:
+                # A str (or None) is what a text column's preparation would give back: skip the
+                # call for it, the hot part of a create's CPU; anything else is prepared.
+                prepared = [
+                    v if v is None or type(v) is str else field.get_db_prep_save(v, connection)
+                    for v in values
+                ]
+            else:
+                prepared = [field.get_db_prep_save(v, connection) for v in values]
+            params.append(prepared)
         ctes.append(f"i{len(ctes)} AS ({sql})")
     return ctes, params

@@ -24,6 +24,7 @@ from .exceptions import BadRequest, Gone, NotFound, PreconditionFailed, Unproces
 from .indexing import index_rows, insert_ctes, write_indexes
 from .models import Resource, ResourceVersion
 from .search.dates import format_instant
+from .search.extract import IndexRows
 from .search.query import match_ids
 from .signals import resource_committed
 from .validation import check_id, check_resource_type, validate_resource
@@ -93,11 +94,16 @@ def _content(resource_type: str, logical_id: str, data: dict[str, Any], version:
     return json_io.dumps(body)
 
 
-def _announce(row: Resource) -> None:
+def _announce(row: Resource, index: IndexRows | None) -> None:
     rt, lid, vid, deleted = row.resource_type, row.logical_id, row.version_id, row.deleted
     transaction.on_commit(
         lambda: resource_committed.send(
-            sender=Resource, resource_type=rt, logical_id=lid, version_id=vid, deleted=deleted
+            sender=Resource,
+            resource_type=rt,
+            logical_id=lid,
+            version_id=vid,
+            deleted=deleted,
+            index=index,
         )
     )
 
@@ -113,9 +119,12 @@ def _store(
     now = timezone.now()
     version = 1 if current is None else current.version_id + 1
     content = "" if data is None else _content(resource_type, logical_id, data, version, now)
+    # The index rows are made once: written with the version, and sent with resource_committed
+    # so that receivers need not read them back.
+    index = None if data is None else index_rows(resource_type, logical_id, data)
     if current is None and connection.vendor == "postgresql":
-        current = _insert_new(resource_type, logical_id, now, data, content, method)
-        _announce(current)
+        current = _insert_new(resource_type, logical_id, now, data is None, content, method, index)
+        _announce(current, index)
         return current
     if current is None:
         current = Resource.objects.create(
@@ -144,8 +153,8 @@ def _store(
         method=method,
         content=content,
     )
-    write_indexes(current, data, fresh=fresh)
-    _announce(current)
+    write_indexes(current, index, fresh=fresh)
+    _announce(current, index)
     return current
 
 
@@ -162,12 +171,18 @@ _INSERT_NEW = (
 
 
 def _insert_new(
-    resource_type: str, logical_id: str, now, data: dict[str, Any] | None, content: str, method: str
+    resource_type: str,
+    logical_id: str,
+    now,
+    deleted: bool,
+    content: str,
+    method: str,
+    index: IndexRows | None,
 ) -> Resource:
     sql = _INSERT_NEW
-    params: list[Any] = [resource_type, logical_id, now, data is None, content, method]
-    if data is not None:
-        ctes, index_params = insert_ctes(index_rows(resource_type, logical_id, data))
+    params: list[Any] = [resource_type, logical_id, now, deleted, content, method]
+    if index is not None:
+        ctes, index_params = insert_ctes(index)
         if ctes:
             sql += ", " + ", ".join(ctes)
         params += index_params
@@ -175,7 +190,7 @@ def _insert_new(
         cursor.execute(sql + " SELECT id FROM r", params)
         pk = cursor.fetchone()[0]
     return Resource.from_db(
-        connection.alias, None, [pk, resource_type, logical_id, 1, now, data is None, content]
+        connection.alias, None, [pk, resource_type, logical_id, 1, now, deleted, content]
     )
 
 
@@ -264,6 +279,11 @@ def create(
     """
     check_resource_type(resource_type)
     validate_resource(data, resource_type)
+    if not if_none_exist and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # On PostgreSQL a new resource is one statement (_insert_new): in autocommit it is a
+        # transaction of its own, all or nothing, without the BEGIN and COMMIT round trips.
+        row = _store(None, resource_type, logical_id or new_id(), data, "POST")
+        return WriteOutcome(row, created=True)
     with transaction.atomic():
         if if_none_exist:
             lock_condition(resource_type, if_none_exist)

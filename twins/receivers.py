@@ -22,13 +22,24 @@ def _queue(patient_ids) -> None:
             log.exception("could not refresh the twin of Patient/%s", patient_id)
 
 
-def on_resource(sender, resource_type: str, logical_id: str, bulk: bool = False, **kwargs) -> None:
-    """A single write through the FHIR API (an EHR, a gateway's bundle)."""
+def on_resource(
+    sender, resource_type: str, logical_id: str, bulk: bool = False, index=None, **kwargs
+) -> None:
+    """A single write through the FHIR API (an EHR, a gateway's bundle).
+
+    The patients are the targets of the ``subject`` reference: read from the index rows the
+    write sends along (``index``, no query), else from the index tables.
+    """
     if bulk or resource_type not in WATCHED:
         return
     from .services import refreshing
 
     if refreshing():  # the twin's own NEWS2 score, committed by a refresh
+        return
+    if index is not None:
+        # ReferenceIndex rows are (param, target_type, target_id, …) (search.extract.COLUMNS).
+        rows = index.rows.get(ReferenceIndex, ())
+        _queue([r[2] for r in rows if r[0] == "subject" and r[1] == "Patient"])
         return
     patients = ReferenceIndex.objects.filter(
         resource__resource_type=resource_type,
