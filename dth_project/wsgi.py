@@ -1,4 +1,11 @@
-"""WSGI entry point used by gunicorn (``make serve``)."""
+"""WSGI entry point used by gunicorn (``make serve``).
+
+Requests under ``/fhir`` go through a handler with only the middleware a bearer-token JSON API
+uses: no sessions, CSRF, Django authentication, messages or static files, which exist for the
+browser pages (admin, clinicians' views) and cost every FHIR request time for nothing (the FHIR
+views authenticate with DRF's ``BearerTokenAuthentication`` and are CSRF-exempt). Every other
+path gets the full ``MIDDLEWARE`` of the settings.
+"""
 
 from __future__ import annotations
 
@@ -9,3 +16,50 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
 
 application = get_wsgi_application()
+
+from django.conf import settings  # noqa: E402  (after the settings module is chosen)
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
+
+# Middleware that only browser pages need.
+BROWSER_ONLY = {
+    "dth_project.staticfiles.StaticFilesMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+}
+
+
+def api_middleware() -> list[str]:
+    """The settings' MIDDLEWARE without the browser-only entries, in the same order."""
+    return [m for m in settings.MIDDLEWARE if m not in BROWSER_ONLY]
+
+
+class APIHandler(WSGIHandler):
+    """A WSGI handler whose middleware chain is ``api_middleware()``."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = api_middleware()
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+def is_fhir(path: str) -> bool:
+    return path == "/fhir" or path.startswith("/fhir/")
+
+
+class Router:
+    """``/fhir`` to the API handler, everything else to Django's full handler."""
+
+    def __init__(self, full: WSGIHandler, api: WSGIHandler) -> None:
+        self.full, self.api = full, api
+
+    def __call__(self, environ, start_response):
+        handler = self.api if is_fhir(environ.get("PATH_INFO", "")) else self.full
+        return handler(environ, start_response)
+
+
+application = Router(application, APIHandler())
