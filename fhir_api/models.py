@@ -137,8 +137,11 @@ class TokenIndex(IndexRow):
                 fields=["resource_type", "param", "code", "system", "resource"],
                 name="fhir_tok_lookup",
             ),
+            # The system too, so that the codes of a patient's Observations ($lastn) are read
+            # from the index alone, and a patient's system|code search narrows in it.
             models.Index(
-                fields=["patient", "resource_type", "param", "code"], name="fhir_tok_patient"
+                fields=["patient", "resource_type", "param", "code", "system"],
+                name="fhir_tok_patient",
             ),
             models.Index(fields=["resource"], name="fhir_tok_resource"),
         ]

@@ -15,20 +15,26 @@ Bundle grouped by code:
   filtered unless asked (entered-in-error included, as the specification says).
 
 A monitoring screen asks this all day, so it reads the index tables only, from the indexes that
-lead with the ``patient`` column, and mostly the patient's recent rows (see ``ranked``):
+lead with the ``patient`` column, and mostly the patient's recent rows, in one statement for the
+usual case (see ``ranked``, ``recent_statement``):
 
-1. the patient's codes: one range of the token index;
-2. the recent window: the patient's few most recent date rows (a few times codes × ``max``),
-   each joined with its codes; a code with ``max`` Observations there is settled, since all
-   its others are older. Monitored codes are measured often, so they are settled here;
-3. the codes left (seldom measured, or without times) are ranked exactly: their token rows
-   joined with their date rows, a hash aggregate for ``max`` 1, else ``rank() over (partition
-   by system, code … order by low desc)``. Plain SQL, PostgreSQL and SQLite (3.25+) alike;
-4. the kept Observations' rows by primary key (content, ``lastUpdated``, subject check).
+1. the patient's codes: one range of the ``(patient, type, param, code, system)`` token index,
+   read from the index alone;
+2. the recent window: the patient's few most recent date rows (a few times codes × ``max``,
+   read backwards from the ``(patient, type, param, low)`` date index), each joined with its
+   codes and ranked per code; a code with ``max`` Observations there, the ``max``-th newer
+   than the window's oldest row, is settled, since all its others are older. Monitored codes
+   are measured often, so they are settled here, and the statement also reads the resources
+   it keeps;
+3. the codes left (seldom measured, or without times) are ranked exactly in a second statement:
+   their token rows joined with their date rows, a hash aggregate for ``max`` 1, else
+   ``rank() over (partition by system, code … order by low desc)``, and their resources read.
+   Plain SQL, PostgreSQL and SQLite (3.25+) alike.
 
 The ``patient`` column is exact for ``patient=X`` except for an Observation whose subject is not
-a Patient and whose performer is Patient X (the compartment puts it in X's rows); step 4 finds
-those and the ranking runs again with the subject checked on every row.
+a Patient and whose performer is Patient X (the compartment puts it in X's rows); the statements
+check each kept resource's subject, and if one is not X the ranking runs again with the subject
+checked on every row.
 
 Codings of one Observation tie groups together when that Observation is among the kept ones (the
 usual case: its codings are read from its content); two codes linked only through Observations
@@ -187,17 +193,19 @@ def parse(items: list[tuple[str, str]], *, strict: bool) -> LastnRequest:
 # --- the statement -------------------------------------------------------------------------
 
 
-def _code_sql(codes: list[tuple[str | None, str | None]]) -> tuple[str, list[Any]]:
+def _code_sql(
+    codes: list[tuple[str | None, str | None]], alias: str = "t"
+) -> tuple[str, list[Any]]:
     parts, params = [], []
     for system, code in codes:
         if system is None:
-            parts.append("t.code = %s")
+            parts.append(f"{alias}.code = %s")
             params.append(code)
         elif code is None:
-            parts.append("t.system = %s")
+            parts.append(f"{alias}.system = %s")
             params.append(system)
         else:
-            parts.append("(t.system = %s AND t.code = %s)")
+            parts.append(f"({alias}.system = %s AND {alias}.code = %s)")
             params.extend([system, code])
     return "(" + " OR ".join(parts) + ")", params
 
@@ -271,13 +279,15 @@ def _token_filter(
     exact: bool,
     keys: list[Key] | None = None,
     others: str = "set",
+    codes: bool = True,
 ) -> tuple[str, list[Any]]:
     """Conditions on ``t``, the ``code`` token rows of the patient's Observations that match
-    (``others``: the other criteria as a "set", "correlated" per row, or "none")."""
+    (``others``: the other criteria as a "set", "correlated" per row, or "none"; ``codes``:
+    False leaves out the asked codes, for the caller to apply)."""
     t = _tables()
     where = ["t.patient = %s", "t.resource_type = %s", "t.param = %s"]
     params: list[Any] = [patient, OBSERVATION, "code"]
-    if request.codes:
+    if request.codes and codes:
         sql, code_params = _code_sql(request.codes)
         where.append(sql)
         params += code_params
@@ -308,46 +318,119 @@ def _dates_where(alias: str) -> str:
     )
 
 
-def keys_statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list[Any]]:
-    """The codes of the patient's Observations (of the asked codes): one range of the token
-    index. The other criteria are left out: a code none of whose Observations match them is
-    simply not settled by the window, and its exact ranking finds nothing."""
+def keys_sql(
+    request: LastnRequest, patient: str, *, exact: bool
+) -> tuple[str, list[Any], str, list[Any]]:
+    """The codes of the patient's Observations (of the asked codes), as ``walk``: a statement
+    for the body of a recursive CTE ``walk(code, system)``, and ``codes``: the keys.
+
+    Coded ones are found by a skip scan of the ``(patient, type, param, code, system)`` token
+    index: from each (code, system) straight to the next one, a few index probes per code
+    however many Observations the patient has; text-only ones (code "") with their text. The
+    other criteria are left out: a code none of whose Observations match them is simply not
+    settled by the window, and its exact ranking finds nothing."""
     t = _tables()
     where, params = _token_filter(request, patient, exact=exact, others="none")
-    sql = f"""
-        SELECT t.system, t.code, {LABEL} FROM {t["tok"]} t WHERE {where}
-        GROUP BY t.system, t.code, {LABEL}
+    tok = t["tok"]
+
+    def first(column: str, condition: str) -> str:
+        return f"(SELECT MIN(t.{column}) FROM {tok} t WHERE {where} AND {condition})"
+
+    next_code = first("code", "t.code > w.code")
+    same_code = "t.code = w.code AND t.system > w.system"
+    walk = f"""
+        SELECT f.code, {first("system", "t.code = f.code")}
+        FROM (SELECT {first("code", "t.code <> ''")} AS code) f
+        UNION ALL
+        SELECT COALESCE({first("code", same_code)}, {next_code}),
+               COALESCE({first("system", same_code)}, {first("system", f"t.code = {next_code}")})
+        FROM walk w WHERE w.code IS NOT NULL
     """
-    return sql, params
+    # Every placeholder of the walk is one of where's, once per subquery.
+    walk_params = params * (walk.count("%s") // where.count("%s"))
+    codes = f"""
+        SELECT w.system, w.code, '' AS label FROM walk w WHERE w.code IS NOT NULL
+        UNION ALL
+        SELECT t.system, t.code, COALESCE(t.text, '') AS label FROM {tok} t
+        WHERE {where} AND t.code = '' GROUP BY t.system, t.code, COALESCE(t.text, '')
+    """
+    return walk, walk_params, codes, params
 
 
-def edge_statement(patient: str, window: int) -> tuple[str, list[Any]]:
-    """Where the patient's ``window`` most recent date rows begin (none when it has fewer):
-    a few entries of the date index, read backwards."""
+# The recent window: at least this many of the patient's most recent date rows, and a few
+# (WINDOW_PER_KEY) per code and ``max`` beyond that.
+WINDOW_MIN = 64
+WINDOW_PER_KEY = 4
+
+
+def window_size(request: LastnRequest, keys: int) -> int:
+    return max(WINDOW_MIN, WINDOW_PER_KEY * keys * request.max)
+
+
+def recent_statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list[Any]]:
+    """One statement for what the recent window settles, with the resources it keeps.
+
+    It returns three kinds of rows (the first column says which):
+
+    0. each code of the patient's Observations (``keys_sql``);
+    1. the window: how many date rows it holds and the oldest time among them. It is the
+       patient's ``window_size`` most recent date rows, read backwards from the
+       ``(patient, type, param, low)`` index, so its size follows the codes, not the record;
+    2. per code, the matching Observations of the window whose time ranks within the first
+       ``max`` (ties kept), each with its resource (content, ``lastUpdated``).
+
+    A code with ``max`` Observations in the window whose ``max``-th is newer than the window's
+    oldest row is settled: everything else of it is older. The others are ranked exactly
+    (``statement``).
+    """
     t = _tables()
+    walk, walk_params, keys, key_params = keys_sql(request, patient, exact=exact)
+    # The asked codes are applied to the window's rows once joined, so that the planner sees
+    # the join as what it is, a few probes by resource id, and not as a hash of every row of
+    # those codes.
+    where, params = _token_filter(request, patient, exact=exact, others="correlated", codes=False)
+    asked, asked_params = _code_sql(request.codes, "w") if request.codes else ("1 = 1", [])
+    # Whole numbers written into the statement: SQLite mis-binds parameters in a LIMIT subquery.
+    per_key = int(WINDOW_PER_KEY * request.max)
     sql = f"""
-        SELECT d.low FROM {t["date"]} d WHERE {_dates_where("d")}
-        ORDER BY d.low DESC LIMIT 1 OFFSET %s
+        WITH RECURSIVE walk(code, system) AS ({walk}),
+        codes AS ({keys}),
+        recent AS (
+            SELECT d.resource_id, d.low FROM {t["date"]} d WHERE {_dates_where("d")}
+            ORDER BY d.low DESC
+            LIMIT (SELECT CASE WHEN COUNT(*) * {per_key:d} > {WINDOW_MIN:d}
+                               THEN COUNT(*) * {per_key:d} ELSE {WINDOW_MIN:d} END FROM codes)
+        ),
+        win AS (
+            SELECT t.resource_id, t.system, t.code, {LABEL} AS label, MAX(r.low) AS low
+            FROM recent r JOIN {t["tok"]} t ON t.resource_id = r.resource_id
+            WHERE {where}
+            GROUP BY t.resource_id, t.system, t.code, {LABEL}
+        ),
+        ranked AS (
+            SELECT w.resource_id, w.system, w.code, w.label, w.low,
+                   RANK() OVER (PARTITION BY w.system, w.code, w.label ORDER BY w.low DESC) AS rn
+            FROM win w WHERE {asked}
+        )
+        -- The typed rows first: PostgreSQL takes the columns' types from them.
+        SELECT 2 AS part, k.system, k.code, k.label, k.resource_id, k.low, o.logical_id, o.content,
+               o.last_updated
+        FROM ranked k JOIN {t["res"]} o ON o.id = k.resource_id AND o.deleted = %s
+        WHERE k.rn <= %s
+        UNION ALL
+        SELECT 0, c.system, c.code, c.label, NULL, NULL, NULL, NULL, NULL FROM codes c
+        UNION ALL
+        SELECT 1, NULL, NULL, NULL, COUNT(*), MIN(r.low), NULL, NULL, NULL FROM recent r
     """
-    return sql, [patient, window - 1]
-
-
-def window_statement(
-    request: LastnRequest, patient: str, *, exact: bool, since: Any
-) -> tuple[str, list[Any]]:
-    """The matching Observations whose effective time starts at or after ``since`` (every dated
-    one when None), with their codes: a range of the date index, each row's codes looked up.
-
-    ``since`` is a value, not a subquery, so that the planner sees how few rows it selects."""
-    t = _tables()
-    where, params = _token_filter(request, patient, exact=exact, others="correlated")
-    bound = "" if since is None else " AND d.low >= %s"
-    sql = f"""
-        SELECT t.resource_id, t.system, t.code, {LABEL}, d.low
-        FROM {t["date"]} d JOIN {t["tok"]} t ON t.resource_id = d.resource_id
-        WHERE {_dates_where("d")}{bound} AND {where}
-    """
-    return sql, [patient, *([] if since is None else [since]), *params]
+    return sql, [
+        *walk_params,
+        *key_params,
+        patient,
+        *params,
+        *asked_params,
+        False,
+        request.max,
+    ]
 
 
 def statement(
@@ -414,54 +497,59 @@ def _rows(sql: str, params: list[Any]) -> list[tuple]:
 
 
 def ranked(request: LastnRequest, patient: str, *, exact: bool) -> dict[int, Candidate]:
-    """Per code, the Observations that can be among its ``max`` most recent (ties included).
+    """Per code, the Observations that can be among its ``max`` most recent (ties included),
+    with their resources read.
 
-    1. the codes of the patient's Observations (one range of the token index);
-    2. the matching Observations among the patient's ``window`` most recent date rows, a few
-       times codes × ``max`` (where that window begins, then that range of the date index): a
-       code with ``max`` of them there is settled, as everything else of it is older;
-    3. the exact ranking (``statement``) for the codes left, which are those seldom measured
-       lately, so it reads few rows (and it is where Observations without a time come from).
+    One statement (``recent_statement``) gives the patient's codes and settles those measured
+    lately from the recent window; the codes it leaves (seldom measured, or without times) are
+    ranked exactly (``statement``), which reads all their rows, and their resources are read.
     """
-    codes = _rows(*keys_statement(request, patient, exact=exact))
+    rows = _rows(*recent_statement(request, patient, exact=exact))
+    codes: list[Key] = [(r[1], r[2], r[3]) for r in rows if r[0] == 0]
     if not codes:
         return {}
-    window = max(64, 4 * len(codes) * request.max)
-    edge = _rows(*edge_statement(patient, window))
-    since = edge[0][0] if edge else None
-    recent: dict[Key, dict[int, datetime | None]] = {}
-    for pk, system, code, label, low in _rows(
-        *window_statement(request, patient, exact=exact, since=since)
-    ):
-        when = _instant(low)
-        seen = recent.setdefault((system, code, label), {})
-        if pk not in seen or (when and (seen[pk] is None or when > seen[pk])):  # latest time
-            seen[pk] = when
+    window = next(r for r in rows if r[0] == 1)
+    full = window[4] >= window_size(request, len(codes))
+    oldest = _instant(window[5])
+    in_window: dict[Key, list[tuple]] = {}
+    for r in rows:
+        if r[0] == 2:
+            in_window.setdefault((r[1], r[2], r[3]), []).append(r)
     found: dict[int, Candidate] = {}
-
-    def keep(pk: int, key: Key, when: datetime | None) -> None:
-        found.setdefault(pk, Candidate(pk, set(), when)).keys.add(key)
-
     left: list[Key] = []
-    for system, code, label in codes:
-        key = (system, code, label)
-        times = sorted(recent.get(key, {}).items(), key=lambda item: item[1] or MIN, reverse=True)
-        if len(times) < request.max:
+    for key in codes:
+        kept = in_window.get(key, [])
+        times = [_instant(r[5]) for r in kept]
+        cut = min((w for w in times if w is not None), default=None)
+        settled = len({r[4] for r in kept}) >= request.max and (
+            not full or (cut is not None and oldest is not None and cut > oldest)
+        )
+        if not settled:  # older Observations of it may tie or be missing from the window
             left.append(key)
             continue
-        cut = times[request.max - 1][1]
-        for pk, when in times:
-            if when is not None and cut is not None and when < cut:
-                break
-            keep(pk, key, when)
+        for r, when in zip(kept, times, strict=True):
+            c = found.get(r[4])
+            if c is None:
+                c = found[r[4]] = Candidate(r[4], set(), when, _instant(r[8]), r[6], r[7])
+            c.keys.add(key)
     if left:
         keys = left if len(left) <= MAX_NAMED_KEYS else None
         wanted = set(left)
+        extra: dict[int, Candidate] = {}
         for pk, system, code, label, low in _rows(
             *statement(request, patient, exact=exact, keys=keys)
         ):
-            if (system, code, label) in wanted:
-                keep(pk, (system, code, label), _instant(low))
+            if (system, code, label) not in wanted:
+                continue
+            if pk in found:
+                found[pk].keys.add((system, code, label))
+            else:
+                extra.setdefault(pk, Candidate(pk, set(), _instant(low))).keys.add(
+                    (system, code, label)
+                )
+        if extra:
+            _fetch(extra)
+            found.update(extra)
     return found
 
 
@@ -476,52 +564,54 @@ def _instant(value: Any) -> datetime | None:
     return value
 
 
-def _fetch(found: dict[int, Candidate], patient: str) -> bool:
-    """Read the candidates' resources; False if one's subject is not ``Patient/[patient]``."""
+def _fetch(found: dict[int, Candidate]) -> None:
+    """Read the candidates' resources (those deleted meanwhile are dropped)."""
     t = _tables()
     marks = ", ".join(["%s"] * len(found))
     sql = f"""
-        SELECT r.id, r.logical_id, r.content, r.last_updated,
-               EXISTS (SELECT 1 FROM {t["ref"]} s WHERE s.resource_id = r.id
-                       AND s.resource_type = %s AND s.param = %s AND s.target_type = %s
-                       AND s.target_id = %s)
+        SELECT r.id, r.logical_id, r.content, r.last_updated
         FROM {t["res"]} r WHERE r.id IN ({marks}) AND r.deleted = %s
     """
-    params = [OBSERVATION, "subject", "Patient", patient, *found, False]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
     read = set()
-    for pk, logical_id, content, last_updated, subject_ok in rows:
-        if not subject_ok:
-            return False
+    for pk, logical_id, content, last_updated in _rows(sql, [*found, False]):
         c = found[pk]
         c.logical_id, c.content, c.last_updated = logical_id, content, _instant(last_updated)
         read.add(pk)
-    for pk in set(found) - read:  # deleted meanwhile
+    for pk in set(found) - read:
         del found[pk]
-    return True
 
 
-def _codings(content: str) -> set[tuple[str, str, str]]:
+def _codings(data: Any) -> set[tuple[str, str, str]]:
     """The grouping keys of every coding of an Observation, as the index writes them."""
-    data = json_io.loads(content)
     concept = data.get("code") if isinstance(data, dict) else None
     if not isinstance(concept, dict):
         return set()
     return {(s, c, (text or "") if c == "" else "") for s, c, text in token_values(Node(concept))}
 
 
+def _subject_is(data: Any, patient: str) -> bool:
+    """The Observation's subject is ``Patient/[patient]`` (as the reference index reads it)."""
+    subject = data.get("subject") if isinstance(data, dict) else None
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    return isinstance(reference, str) and split_reference(reference) == ("Patient", patient)
+
+
 def candidates(request: LastnRequest, patient: str) -> list[Candidate]:
-    """The ranked Observations of one patient, with their resources and all their codes."""
+    """The ranked Observations of one patient, with their resources and all their codes.
+
+    The ranking reads the ``patient`` column of the index rows, which also holds Observations
+    about someone else that the patient performed; when one of those is kept, the ranking runs
+    again with each row's subject checked."""
     found: dict[int, Candidate] = {}
+    data: dict[int, Any] = {}
     for exact in (False, True):
         found = ranked(request, patient, exact=exact)
-        if not found or _fetch(found, patient):
+        data = {pk: json_io.loads(c.content) for pk, c in found.items()}
+        if exact or all(_subject_is(d, patient) for d in data.values()):
             break
     for c in found.values():
         # Codings the filter or the ranking left out still tie their groups together.
-        c.keys |= _codings(c.content)
+        c.keys |= _codings(data[c.pk])
     return list(found.values())
 
 
