@@ -62,9 +62,11 @@ _ENCODINGS = {
 class PreviewUnavailable(Exception):
     """No preview can be drawn of this instance; ``reason`` says why, in words for a clinician."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, decoding: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        # True: the file's pixel data failed to decode or display (not a frame out of range).
+        self.decoding = decoding
 
 
 def transfer_syntax_of(dataset: Dataset) -> dicom_uid.UID | None:
@@ -236,7 +238,9 @@ def _decode_frame(source: Any, frame: int, dataset: Dataset | None) -> tuple[np.
         else:
             pixels = pixel_array(dataset, index=frame)
     except Exception as exc:  # pydicom raises many kinds for data it cannot decode
-        raise PreviewUnavailable(f"the pixel data could not be decoded: {exc}") from exc
+        raise PreviewUnavailable(
+            f"the pixel data could not be decoded: {exc}", decoding=True
+        ) from exc
     return pixels, out
 
 
@@ -278,7 +282,9 @@ def _encode(pixels: np.ndarray, dataset: Dataset, size: int | None) -> bytes:
         else:
             levels = _grey_levels(pixels, dataset)
     except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
-        raise PreviewUnavailable(f"the pixel data could not be displayed: {exc}") from exc
+        raise PreviewUnavailable(
+            f"the pixel data could not be displayed: {exc}", decoding=True
+        ) from exc
     return _png(levels, size)
 
 
@@ -306,9 +312,15 @@ def render_stored(instance: DicomInstance, *, frame: int = 0, size: int | None =
         raise PreviewUnavailable(instance.preview_note or "the instance has no pixel data")
     if instance.preview == PREVIEW_UNAVAILABLE:
         raise PreviewUnavailable(instance.preview_note or "the pixel data cannot be decoded here")
-    with open_instance(instance) as handle:
+    try:
+        handle = open_instance(instance)
+    except OSError as exc:  # the storage is unreachable or lost the file: not the file's fault
+        raise PreviewUnavailable(f"the stored file could not be opened: {exc}") from exc
+    with handle:
         try:
             dataset = pydicom.dcmread(handle)
         except Exception as exc:  # a stored file pydicom cannot read again
-            raise PreviewUnavailable(f"the stored file could not be read: {exc}") from exc
+            raise PreviewUnavailable(
+                f"the stored file could not be read: {exc}", decoding=True
+            ) from exc
         return render_dataset(dataset, frame=frame, size=size)

@@ -52,10 +52,13 @@ def _read(storage: Storage, name: str) -> bytes | None:
 def cached_png(instance: DicomInstance, *, frame: int = 0, size: int | None = None) -> bytes:
     """The instance's preview PNG: from the cache, else rendered from its file and kept.
 
-    Raises ``imaging.preview.PreviewUnavailable`` (never cached: the state on the instance says
-    it) when the instance cannot be drawn.
+    Raises ``imaging.preview.PreviewUnavailable`` when the instance cannot be drawn; when its
+    pixel data failed to decode although ``preview_state`` had judged them decodable, the
+    instance is marked ``unavailable`` with the reason (not decoded again on later requests).
     """
-    from .preview import render_stored
+    from .models import DicomInstance
+    from .preview import PreviewUnavailable, render_stored
+    from .services import record_preview_failure
 
     storage = preview_storage()
     name = preview_name(instance.sha256, frame=frame, size=size)
@@ -63,7 +66,12 @@ def cached_png(instance: DicomInstance, *, frame: int = 0, size: int | None = No
         data = _read(storage, name)
         if data is not None:
             return data
-    png = render_stored(instance, frame=frame, size=size)
+    try:
+        png = render_stored(instance, frame=frame, size=size)
+    except PreviewUnavailable as exc:
+        if instance.preview == DicomInstance.PREVIEW_OK and exc.decoding:
+            record_preview_failure(instance, exc.reason)
+        raise
     try:
         if not storage.exists(name):
             saved = storage.save(name, ContentFile(png))

@@ -349,3 +349,15 @@ def link_study(study: DicomStudy, patient_id: str, *, by: str) -> DicomStudy:
         write_imaging_study(study)
     log.info("DICOM study %s linked to Patient/%s by %s", study.study_uid, patient_id, by)
     return study
+
+
+def record_preview_failure(instance: DicomInstance, reason: str) -> None:
+    """A preview ``preview_state`` judged possible could not be drawn: mark the instance
+    ``unavailable`` with the reason, so that the admin and the twin say so and the file is not
+    decoded again on every request (``imaging.preview_cache``)."""
+    note = reason[:200]
+    DicomInstance.objects.filter(pk=instance.pk, preview=DicomInstance.PREVIEW_OK).update(
+        preview=DicomInstance.PREVIEW_UNAVAILABLE, preview_note=note
+    )
+    instance.preview, instance.preview_note = DicomInstance.PREVIEW_UNAVAILABLE, note
+    log.warning("No preview of DICOM instance %s: %s", instance.sop_instance_uid, reason)

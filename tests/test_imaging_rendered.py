@@ -154,3 +154,35 @@ def test_who_may_see_it(anon, client, django_user_model, instances):
     client.force_login(staff)
     response = client.get(target)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
+
+
+def test_a_file_that_fails_to_decode_is_marked_unavailable_and_not_decoded_again(api, instances):
+    # preview_state cannot know without decoding: its syntax (JPEG 2000) has a decoder here.
+    name = "JPEG2000-embedded-sequence-delimiter.dcm"
+    broken = store(name)
+    assert broken.preview == "ok"
+
+    first = api.get(url(broken))
+
+    assert first.status_code == 422
+    reason = first.json()["issue"][0]["diagnostics"]
+    assert reason.startswith("preview unavailable: the pixel data could not be decoded")
+    broken.refresh_from_db()
+    assert broken.preview == "unavailable"
+    assert broken.preview_note == reason.removeprefix("preview unavailable: ")[:200]
+    again = api.get(url(broken))
+    # Answered from the recorded state (its note holds 200 characters of the reason).
+    assert again.status_code == 422
+    assert again.json()["issue"][0]["diagnostics"] == f"preview unavailable: {broken.preview_note}"
+    # The file itself is kept whole all the same.
+    assert api.get(url(broken).removesuffix("/rendered")).status_code == 200
+
+
+def test_a_lost_stored_file_is_a_422_not_a_server_error(api, instances, dicom_storage):
+    mr = instances["mr"]
+    (dicom_storage / mr.storage_name).unlink()
+    response = api.get(url(mr))
+    assert response.status_code == 422
+    assert "the stored file could not be opened" in response.json()["issue"][0]["diagnostics"]
+    mr.refresh_from_db()
+    assert mr.preview == "ok"  # the file is not to blame: nothing recorded against it
