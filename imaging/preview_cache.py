@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 # The last chunk of every PNG; a file without it was still being written by another process.
 PNG_END = b"IEND\xaeB`\x82"
+# The sizes kept: the full image and the thumbnails the admin and the twin pages ask for. Any
+# other viewport a client asks for is drawn each time, so that no client can fill the storage
+# with a copy per size.
+CACHED_SIZES = frozenset({None, 64, 96, 160, 512})
 
 
 def preview_storage() -> Storage:
@@ -50,7 +54,8 @@ def _read(storage: Storage, name: str) -> bytes | None:
 
 
 def cached_png(instance: DicomInstance, *, frame: int = 0, size: int | None = None) -> bytes:
-    """The instance's preview PNG: from the cache, else rendered from its file and kept.
+    """The instance's preview PNG: from the cache, else rendered from its file and kept
+    (the first frame at the sizes of ``CACHED_SIZES``; other frames and sizes are drawn anew).
 
     Raises ``imaging.preview.PreviewUnavailable`` when the instance cannot be drawn; when its
     pixel data failed to decode although ``preview_state`` had judged them decodable, the
@@ -62,7 +67,8 @@ def cached_png(instance: DicomInstance, *, frame: int = 0, size: int | None = No
 
     storage = preview_storage()
     name = preview_name(instance.sha256, frame=frame, size=size)
-    if storage.exists(name):
+    kept = size in CACHED_SIZES and frame == 0
+    if kept and storage.exists(name):
         data = _read(storage, name)
         if data is not None:
             return data
@@ -72,6 +78,8 @@ def cached_png(instance: DicomInstance, *, frame: int = 0, size: int | None = No
         if instance.preview == DicomInstance.PREVIEW_OK and exc.decoding:
             record_preview_failure(instance, exc.reason)
         raise
+    if not kept:
+        return png
     try:
         if not storage.exists(name):
             saved = storage.save(name, ContentFile(png))

@@ -85,10 +85,15 @@ def test_rendered_is_drawn_once_then_served_from_the_cache_with_an_etag(api, ins
 
 
 def test_viewport_shrinks_the_image(api, instances):
-    response = api.get(url(instances["mr"]) + "?viewport=32,32")
+    mr = instances["mr"]
+    response = api.get(url(mr) + "?viewport=32,32")
     assert response.status_code == 200
     assert pixels(response.content).shape == (32, 32)
-    assert pixels(api.get(url(instances["mr"])).content).shape == (64, 64)
+    assert pixels(api.get(url(mr)).content).shape == (64, 64)
+    # Only the sizes the pages use are kept: a client's own viewports cannot fill the storage.
+    assert not preview_storage().exists(preview_name(mr.sha256, size=32))
+    assert api.get(url(mr) + "?viewport=160,160").status_code == 200
+    assert preview_storage().exists(preview_name(mr.sha256, size=160))
 
 
 def test_a_frame_of_a_multi_frame_instance(api, instances):
