@@ -43,7 +43,7 @@ def test_observation_rows_follow_the_definitions():
     rows = extract("Observation", load("Observation-f003.json"))
     tokens = rows.rows[TokenIndex]
     assert ("code", "http://loinc.org", "11557-6", "carbon dioxide in blood") in tokens
-    assert ("status", "", "final", None) in tokens
+    assert ("status", "http://hl7.org/fhir/observation-status", "final", None) in tokens
     refs = rows.rows[ReferenceIndex]
     assert ("subject", "Patient", "f001", "", "", "") in refs
     assert ("patient", "Patient", "f001", "", "", "") in refs
@@ -113,6 +113,6 @@ def test_blood_pressure_components_are_searchable_per_component():
 def test_patient_strings_tokens_and_identifier_types():
     rows = extract("Patient", load("Patient-ch-example.json"))
     tokens = rows.rows[TokenIndex]
-    assert ("gender", "", "male", None) in tokens
+    assert ("gender", "http://hl7.org/fhir/administrative-gender", "male", None) in tokens
     assert any(t[0] == "identifier:of-type" and t[2].startswith("MR|") for t in tokens)
     assert rows.patient == load("Patient-ch-example.json")["id"]
