@@ -1,16 +1,35 @@
-"""``manage.py load_demo``: the demo data set loads through the FHIR write path, once."""
+"""``manage.py load_demo``: the demo data set loads through the FHIR write path, once; with
+its wearable history, forecasts (one warning early) and DICOM studies (one in quarantine)."""
 
 from __future__ import annotations
 
+import time
 from io import StringIO
 
 from django.core.management import call_command
+from django.utils import timezone
 
+from devices.models import ReadingKey
+from fhir_api import json_io
 from fhir_api.management.commands.load_demo import PATIENT_ID_SYSTEM, PATIENTS
 from fhir_api.models import Resource, ResourceVersion
+from forecasting.models import ForecastRun
+from imaging.models import DicomInstance, DicomStudy
+from imaging.twin import patient_studies
+from twins.models import Alert
+
+# Fixtures are imported from the support modules (pytest finds them here).
+from .imaging_intake_support import dicom_storage  # noqa: F401
 
 
-def load() -> str:
+def load(*args: str) -> str:
+    """The FHIR records only (fast): the tests of the full demo call ``load_full``."""
+    out = StringIO()
+    call_command("load_demo", *(args or ("--records-only",)), stdout=out)
+    return out.getvalue()
+
+
+def load_full() -> str:
     out = StringIO()
     call_command("load_demo", stdout=out)
     return out.getvalue()
@@ -79,3 +98,87 @@ def test_demo_vital_signs_are_coded(api):
             assert q["code"]
     codes = {o["code"]["coding"][0]["code"] for o in mine}
     assert {"8867-4", "9279-1", "2708-6", "8310-5", "85354-9"} <= codes
+
+
+def _clear_of_the_hour() -> None:
+    """The history runs to the last full hour: two loads a minute apart must not straddle one."""
+    now = timezone.now()
+    left = 3600 - (now.minute * 60 + now.second)
+    if left < 150:
+        time.sleep(left + 5)
+
+
+def _ids_by_key() -> dict[str, str]:
+    ids = {}
+    for row in Resource.objects.filter(resource_type="Patient", deleted=False):
+        patient = json_io.loads(row.content)
+        for ident in patient.get("identifier", []):
+            if ident.get("system") == PATIENT_ID_SYSTEM:
+                ids[ident["value"]] = row.logical_id
+    return ids
+
+
+def _state() -> dict[str, object]:
+    return {
+        "resources": sorted(
+            Resource.objects.values_list("resource_type", "logical_id", "version_id")
+        ),
+        "versions": ResourceVersion.objects.count(),
+        "readings": ReadingKey.objects.count(),
+        "instances": DicomInstance.objects.count(),
+        "studies": sorted(DicomStudy.objects.values_list("study_uid", "patient_id")),
+        "runs": ForecastRun.objects.count(),
+        "alerts": Alert.objects.count(),
+    }
+
+
+def test_the_demo_has_linked_studies_one_in_quarantine_and_forecasts_once(db, dicom_storage):  # noqa: F811
+    _clear_of_the_hour()
+    first = load_full()
+    ids = _ids_by_key()
+
+    # Imaging: a CT and an ECG on Margaret Whitfield, a 30-frame ultrasound on Dorothy
+    # Nakamura, each described by an ImagingStudy of that patient; the MR waits in quarantine.
+    modalities = {
+        key: sorted(i.modality for i in DicomInstance.objects.filter(study__patient_id=ids[key]))
+        for key in ("DTH-0001", "DTH-0003")
+    }
+    assert modalities == {"DTH-0001": ["CT", "ECG"], "DTH-0003": ["US"]}
+    for study in DicomStudy.objects.exclude(patient_id=""):
+        body = json_io.loads(
+            Resource.objects.get(
+                resource_type="ImagingStudy", logical_id=study.imaging_study_id
+            ).content
+        )
+        assert body["subject"]["reference"] == f"Patient/{study.patient_id}"
+    quarantined = DicomStudy.objects.filter(patient_id="")
+    assert [s.dicom_patient_id for s in quarantined] == ["4MR1"]
+    assert not quarantined[0].imaging_study_id
+    cards = patient_studies(ids["DTH-0001"])
+    assert len(cards) == 2 and any(c["preview"] for c in cards), cards
+    assert DicomInstance.objects.get(modality="CT").preview == DicomInstance.PREVIEW_OK
+
+    # Forecasts: five days of hourly history for two patients; Dorothy's rising heart rate
+    # is forecast to cross 130 /min, by a forecast that beats its baseline, so the twin has
+    # a predicted alert; her single weight value is a skipped run that says why.
+    for key in ("DTH-0002", "DTH-0003"):
+        done = ForecastRun.objects.filter(patient_id=ids[key], status=ForecastRun.DONE)
+        assert done.count() >= 6, key
+        assert all(r.risk_assessment_id for r in done)
+    heart = ForecastRun.objects.get(patient_id=ids["DTH-0003"], vital="heart_rate")
+    assert heart.beats_baseline, heart.backtest
+    assert (heart.threshold, heart.direction) == (130, "above")
+    assert heart.probability >= 0.7
+    assert Alert.objects.filter(
+        patient_id=ids["DTH-0003"], predicted=True, status=Alert.ACTIVE
+    ).exists()
+    weight = ForecastRun.objects.get(patient_id=ids["DTH-0003"], vital="body_weight")
+    assert weight.status == ForecastRun.SKIPPED and "at least 14" in weight.reason
+    assert "1 with an early warning" in first
+
+    # Again: nothing is stored twice, nothing written again.
+    before = _state()
+    second = load_full()
+    assert _state() == before
+    assert "0 DICOM instance(s) stored, 4 already held" in second
+    assert "0 hourly wearable reading(s) stored for DTH-0003" in second

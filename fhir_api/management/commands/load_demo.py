@@ -6,6 +6,12 @@ shared/docs/clinical-reference.md). Everything goes through the FHIR write path
 (``fhir_api.services.create``) with ``If-None-Exist`` on a business identifier, so the resources
 are validated, versioned and indexed like any client's, and running the command again creates
 nothing twice.
+
+Then the newer parts of the demo, each through its own app's write path: two patients' five
+days of hourly wearable readings and their forecasts, run in process
+(``forecasting.demo``: one of them warns early), and DICOM studies from pydicom's test files on
+two patients with one left in the quarantine (``imaging.demo``). These too store nothing twice;
+``--records-only`` leaves them out.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from django.utils import timezone
 from fhir_api import services
 from fhir_api.models import Resource
 from fhir_api.search.dates import format_instant
+from forecasting import demo as forecasting_demo
+from imaging import demo as imaging_demo
 
 SYSTEM = "https://clouddth.example"
 PATIENT_ID_SYSTEM = f"{SYSTEM}/patient-id"
@@ -223,11 +231,21 @@ def _value(value: Any, unit: str, code: str) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Load demo patients, a practitioner, an organization, conditions and vital signs "
-        "through the FHIR write path. Safe to run again: nothing is created twice."
+        "through the FHIR write path, then two patients' wearable history with their "
+        "forecasts and DICOM studies. Safe to run again: nothing is created twice."
     )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--records-only",
+            action="store_true",
+            help="only the FHIR records above: no wearable history, forecasts or DICOM studies"
+            " (seconds instead of half a minute)",
+        )
 
     def handle(self, *args, **options) -> None:
         self.counts: dict[str, list[int]] = {}  # type -> [created, already there]
+        patients: dict[str, tuple[str, str]] = {}  # key -> (Patient id, DICOM PatientName)
         # Readings are timed on the morning of the first load; a later run finds them by their
         # identifier and leaves them as they are.
         taken = timezone.now().replace(hour=8, minute=30, second=0, microsecond=0)
@@ -284,6 +302,7 @@ class Command(BaseCommand):
                         "managingOrganization": reference(org),
                     },
                 )
+                patients[key] = (patient.logical_id, f"{family}^{' '.join(given)}")
                 displays = []
                 for cond in conds:
                     code, display, onset = CONDITIONS[cond]
@@ -323,6 +342,21 @@ class Command(BaseCommand):
             f"Demo data ({per_type}): {created} resource(s) created, {found} already there."
         )
         self.stdout.write(f"Patients are identified under {PATIENT_ID_SYSTEM} (DTH-0001…DTH-0006).")
+        if options["records_only"]:
+            return
+        self._history_and_forecasts(patients)
+        imaging_demo.load_studies(patients, self.stdout.write)
+
+    def _history_and_forecasts(self, patients: dict[str, tuple[str, str]]) -> None:
+        """Hourly history for the patients ``forecasting.demo`` names, then every forecast."""
+        for key in forecasting_demo.HISTORIES:
+            stored = forecasting_demo.load_history(key, patients[key][0])
+            self.stdout.write(
+                f"  history: {stored} hourly wearable reading(s) stored for {key}"
+                f" ({forecasting_demo.HOURS} h to the last full hour)"
+            )
+        ids = [patients[key][0] for key in forecasting_demo.HISTORIES]
+        forecasting_demo.forecast(ids, self.stdout.write)
 
     def _load(
         self, resource_type: str, system: str, value: str, fields: dict[str, Any]
