@@ -93,7 +93,10 @@ def parse_time(text: Any) -> datetime:
         raise Rejected(f"time '{text}' is not an ISO 8601 instant") from None
     if value.tzinfo is None:
         raise Rejected(f"time '{text}' has no time zone: add Z or an offset such as +01:00")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00: before the first instant in UTC
+        raise Rejected(f"time '{text}' is outside the years 1 to 9999 in UTC") from None
 
 
 def number(value: Any, what: str) -> float:
@@ -103,6 +106,8 @@ def number(value: Any, what: str) -> float:
         result = float(value)
     except ValueError:
         raise Rejected(f"{what} '{value}' is not a number") from None
+    except OverflowError:  # an integer of hundreds of digits
+        raise Rejected(f"{what} must be a finite number") from None
     if not math.isfinite(result):
         raise Rejected(f"{what} must be a finite number")
     return result

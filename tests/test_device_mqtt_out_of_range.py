@@ -1,0 +1,62 @@
+"""Over MQTT, a message with a number or time beyond what Python holds is kept as a dead letter
+with its reason and the consumer goes on: the messages after it are stored.
+
+Was: such a message (a value of 10**400, a time before the first instant in UTC) raised out of
+the consumer, which stopped with the message unacknowledged, so that every restart met it
+again and no reading of any device was ingested any more.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from devices.models import DeadLetter
+from devices.mqtt import Consumer, publish
+
+from .test_device_ingest_mqtt import (  # noqa: F401 (fixtures)
+    device,
+    device_observations,
+    prefix,
+    publisher,
+    readings,
+)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "heart_rate", "value": 10**400, "unit": "/min", "time": "2026-11-27T10:00:00Z"},
+        {"type": "heart_rate", "value": 70, "unit": "/min", "time": "0001-01-01T00:00:00+14:00"},
+    ],
+)
+def test_an_out_of_range_message_is_a_dead_letter_and_the_next_ones_are_stored(device, bad):  # noqa: F811
+    dev, key, _patient = device
+    consumer = Consumer(client_id=f"test-oor-{uuid.uuid4().hex[:8]}")
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consumer.run(until_idle=3.0)
+        except BaseException as exc:  # the consumer must not die of a message
+            failures.append(exc)
+
+    pub = publisher()
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert consumer.connected.wait(10)
+        time.sleep(0.3)
+        publish(pub, dev.identifier, key, {"readings": [bad]}).wait_for_publish(5)
+        publish(pub, dev.identifier, key, {"readings": readings(0, 5)}).wait_for_publish(5)
+        thread.join(30)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert not failures
+    assert device_observations().count() == 5
+    letter = DeadLetter.objects.get(source="mqtt")
+    assert "(removed)" not in letter.reason and not letter.reason.startswith("500")
