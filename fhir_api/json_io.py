@@ -41,7 +41,8 @@ def loads(text: str | bytes) -> Any:
     """Parse JSON, numbers with a fraction or exponent as Decimal; NaN/Infinity are refused."""
     try:
         return simplejson.loads(text, parse_float=parse_decimal)
-    except (simplejson.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    # ValueError: an integer past Python's 4,300-digit conversion limit.
+    except (simplejson.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}", code="structure") from None
 
 
