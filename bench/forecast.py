@@ -21,8 +21,15 @@ In the same run, one after the other:
 - workers: W real ``celery worker`` processes (``--pool solo``: one task at a time each, so W
   is the number of series fitted at once), started by the bench on the Redis broker
   (``--broker-url``) with a queue of their own (``bench-forecast-<pid>``, so no other worker
-  takes its tasks nor it theirs); each warms up with one fit before the clock starts. The bench
-  queues one task per series and waits for every result.
+  takes its tasks nor it theirs), each in a session of its own as a worker run as a service is
+  (with Linux's autogroup scheduling, CPU is shared between sessions first: workers left in
+  the bench's session would split one session's share on a busy machine); each warms up with
+  one fit before the clock starts. The bench queues one task per series and waits for every
+  result.
+
+On a busy shared machine, ``--nice -10`` (as root) runs the bench, its workers and their
+scheduler groups at that nice value, as ``crud.py --nice`` does; ``--repeat N`` alternates the
+modes N times and shows the medians.
 
 Printed, for each mode (each round with ``--repeat N``, the modes alternated, then the medians
 of the rounds): series per minute; the median and p90 wall time of fit + predict per series;
@@ -219,10 +226,17 @@ def start_workers(args, queue: str, ready_dir: str) -> list[subprocess.Popen]:
                 ],
                 cwd=ROOT / "bench",
                 env=env,
+                # A session of its own, as a worker run as its own service has: with autogroup
+                # scheduling (Linux) the CPU is shared between sessions first, and workers left
+                # in the bench's session would share one session's CPU between them.
+                start_new_session=True,
                 stdout=subprocess.DEVNULL,
                 stderr=None if args.verbose else subprocess.DEVNULL,
             )
         )
+    if args.nice is not None:
+        for proc in procs:
+            renice(proc.pid, args.nice)
     deadline = time.monotonic() + 180
     while len(list(Path(ready_dir).glob("*.ready"))) < args.workers:
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
@@ -230,6 +244,15 @@ def start_workers(args, queue: str, ready_dir: str) -> list[subprocess.Popen]:
             raise SystemExit("the Celery workers did not start (run with --verbose to see why)")
         time.sleep(0.2)
     return procs
+
+
+def renice(pid: int | str, nice: int) -> None:
+    """``pid`` (``self``: the bench) and its session's scheduler group at ``nice``."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from crud import set_autogroup_nice  # bench/ is not a package
+
+    os.setpriority(os.PRIO_PROCESS, 0 if pid == "self" else int(pid), nice)
+    set_autogroup_nice(pid, nice)
 
 
 def stop_workers(procs: list[subprocess.Popen]) -> None:
@@ -359,6 +382,13 @@ def main() -> int:
         help="which modes to run, comma-separated: process, workers",
     )
     parser.add_argument(
+        "--nice",
+        type=int,
+        default=None,
+        help="as root on a busy shared machine: the bench, its workers and their scheduler "
+        "groups at this nice value (e.g. -10), as crud.py --nice",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of both modes, alternated; medians shown"
     )
     parser.add_argument(
@@ -376,6 +406,10 @@ def main() -> int:
     app.conf.broker_url = app.conf.result_backend = args.broker_url
     modes = {m.strip() for m in args.modes.split(",") if m.strip()}
 
+    own_group = None
+    if args.nice is not None:
+        own_group = Path("/proc/self/autogroup").read_text().split("nice")[1].strip()
+        renice("self", args.nice)
     print(
         f"{args.series} series of {args.days} days hourly, horizon {args.horizon} h, "
         f"{args.samples} sample paths{', with backtest' if args.with_backtest else ''}; "
@@ -424,6 +458,8 @@ def main() -> int:
         speedup = figures["workers"]["series/min"] / figures["process"]["series/min"]
         print(f"speed-up, {args.workers} workers ÷ one process (series/min): {speedup:.2f}")
     print(f"load average after: {load()}")
+    if own_group is not None:
+        Path("/proc/self/autogroup").write_text(own_group)
     fit = figures.get("process", figures.get("workers", {})).get("fit_median")
     worker_peak = max(
         (mb for name, mb in memory.items() if name.startswith("worker")), default=None
