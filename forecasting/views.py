@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from fhir_api.exceptions import FHIRError, NotFound
+from fhir_api.validation import ID_RE
 from twins import roles
 
 from . import services
@@ -34,6 +35,13 @@ def _context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
         "can": {**roles.abilities(request.user), "forecast": request.user.has_perm(FORECAST_NOW)},
         **extra,
     }
+
+
+def _known_id(patient_id: str) -> str:
+    """The id when it can be a FHIR id; else a 404 (a NUL byte would make PostgreSQL fail)."""
+    if not ID_RE.match(patient_id):
+        raise Http404(f"No Patient/{patient_id}")
+    return patient_id
 
 
 def _patient_url(patient_id: str, code: str = "") -> str:
@@ -54,7 +62,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
 @require_GET
 def patient(request: HttpRequest, patient_id: str) -> HttpResponse:
     roles.require(request.user, VIEW)
-    facts = patient_forecasts(patient_id)
+    facts = patient_forecasts(_known_id(patient_id))
     if facts is None:
         raise Http404(f"No Patient/{patient_id} and no forecast of it")
     return render(
@@ -70,7 +78,7 @@ def forecast_now(request: HttpRequest, patient_id: str) -> HttpResponse:
     roles.require(request.user, FORECAST_NOW)
     code = request.POST.get("code", "").strip()
     try:
-        queued = services.queue_forecast(patient_id, code or None)
+        queued = services.queue_forecast(_known_id(patient_id), code or None)
     except NotFound as error:
         raise Http404(str(error.diagnostics)) from None
     except FHIRError as error:

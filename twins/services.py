@@ -23,6 +23,7 @@ from fhir_api import services as store
 from fhir_api.exceptions import BadRequest, NotFound
 from fhir_api.models import ReferenceIndex, Resource
 from fhir_api.search.dates import format_instant, parse_interval
+from fhir_api.validation import ID_RE
 
 from . import alerts, fhir, rules, state
 from .models import STAGES, Alert, AlertAction, LifecycleEvent, PatientTwin, VitalHour
@@ -71,9 +72,13 @@ def hourly_means(patient_id: str, clock: datetime):
 
 
 def twin_for(patient_id: str) -> PatientTwin:
-    if not Resource.objects.filter(
-        resource_type="Patient", logical_id=patient_id, deleted=False
-    ).exists():
+    # Not a FHIR id (e.g. a NUL byte, which PostgreSQL refuses in a query): no such Patient.
+    if (
+        not ID_RE.match(patient_id)
+        or not Resource.objects.filter(
+            resource_type="Patient", logical_id=patient_id, deleted=False
+        ).exists()
+    ):
         raise NotFound(f"Patient/{patient_id} is not known")
     twin, _ = PatientTwin.objects.get_or_create(patient_id=patient_id)
     return twin
