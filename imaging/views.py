@@ -64,6 +64,13 @@ class DicomWebView(APIView):
     content_negotiation_class = OutcomeNegotiation
     parser_classes: list = []
 
+    def initial(self, request, *args, **kwargs) -> None:
+        # No UID holds a NUL byte (%00), which PostgreSQL refuses in a query: nothing found.
+        for value in kwargs.values():
+            if isinstance(value, str) and "\x00" in value:
+                raise NotFound(f"No DICOM object has the UID {value!r}")
+        super().initial(request, *args, **kwargs)
+
 
 def _instance_json(instance: DicomInstance, request) -> dict[str, Any]:
     study = instance.study
