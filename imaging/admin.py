@@ -293,7 +293,8 @@ class DicomStudyAdmin(ReadOnly, admin.ModelAdmin):
         if not self.has_link_permission(request):
             raise PermissionDenied
         raw_ids = request.POST.get("ids") or request.GET.get("ids") or ""
-        ids = [int(i) for i in raw_ids.split(",") if i.strip().isdigit()]
+        # isdecimal: "²" is a digit int() cannot read; 18 digits: what a bigint key holds.
+        ids = [int(i) for i in raw_ids.split(",") if i.strip().isdecimal() and len(i.strip()) < 19]
         studies = list(
             DicomStudy.objects.filter(pk__in=ids)
             .order_by("pk")
