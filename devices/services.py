@@ -94,8 +94,12 @@ def register_device(
 ) -> Device:
     """Register a device (idempotent on its identifier): a FHIR Device and a registry row."""
     identifier = identifier.strip()
-    if not identifier or len(identifier) > 100:
-        raise BadRequest("A device identifier (serial or EUI-64) of 1 to 100 characters is needed")
+    if not identifier or len(identifier) > 100 or not identifier.isprintable():
+        raise BadRequest(
+            "A device identifier (serial or EUI-64) of 1 to 100 printable characters is needed"
+        )
+    if kind not in (Device.SENSOR, Device.GATEWAY):
+        raise BadRequest(f"kind {kind!r} is not known: give {Device.SENSOR} or {Device.GATEWAY}")
     with transaction.atomic():
         existing = Device.objects.select_for_update().filter(identifier=identifier).first()
         if existing is not None:
