@@ -296,3 +296,27 @@ def test_settings_are_read_once_per_batch(patient):
     assert stored["2026-11-27T10:04"]["interpretation"][0]["coding"][0]["code"] == "LL"
     assert stored["2026-11-27T10:05"]["interpretation"][0]["coding"][0]["code"] == "N"
     assert stored["2026-11-27T10:05"]["subject"] == {"reference": f"Patient/{other}"}
+
+
+def test_thresholds_edited_by_hand_into_nonsense_do_not_stop_the_ingest(patient):
+    """The admin edits thresholds as JSON: what is not a number counts as not set."""
+    PatientTwin.objects.create(
+        patient_id=patient,
+        thresholds={
+            "heart_rate": {"high": "120"},
+            "respiratory_rate": [1],
+            "systolic": {"low": True},
+        },
+    )
+    observations = _send(
+        _device(patient),
+        [
+            {"type": "heart_rate", "value": 125, "unit": "/min"},
+            {"type": "respiratory_rate", "value": 25, "unit": "/min"},
+            {"type": "blood_pressure", "systolic": 95, "diastolic": 60, "unit": "mm[Hg]"},
+        ],
+    )
+    assert observations[0]["interpretation"][0]["coding"][0]["code"] == "H"
+    assert observations[0]["referenceRange"][0]["text"] == "NEWS2 pulse scores 0"
+    assert observations[1]["interpretation"][0]["coding"][0]["code"] == "HH"
+    assert observations[2]["component"][0]["interpretation"][0]["coding"][0]["code"] == "L"

@@ -15,14 +15,25 @@ from .models import PatientTwin
 from .rules import DEFAULT_THRESHOLDS
 
 
+def _number(value: object) -> float | int | None:
+    """A threshold as a number; anything else (hand-edited JSON) counts as not set."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
 def _settings(scale: int, on_oxygen: bool | None, overrides: dict) -> PatientSettings:
     thresholds = {}
     overridden = set()
     for vital, (low, high) in DEFAULT_THRESHOLDS.items():
-        override = overrides.get(vital) or {}
-        if override.get("low") is not None or override.get("high") is not None:
+        override = overrides.get(vital) if isinstance(overrides.get(vital), dict) else {}
+        set_low, set_high = _number(override.get("low")), _number(override.get("high"))
+        if set_low is not None or set_high is not None:
             overridden.add(vital)
-        thresholds[vital] = (override.get("low", low), override.get("high", high))
+        thresholds[vital] = (
+            low if set_low is None else set_low,
+            high if set_high is None else set_high,
+        )
     return PatientSettings(scale, on_oxygen, thresholds, frozenset(overridden))
 
 
@@ -37,5 +48,7 @@ def settings_for(patient_ids: Iterable[str]) -> dict[str, PatientSettings]:
         "patient_id", "news2_scale", "on_oxygen", "thresholds"
     )
     for patient_id, scale, on_oxygen, overrides in rows:
-        out[patient_id] = _settings(scale, on_oxygen, overrides or {})
+        out[patient_id] = _settings(
+            scale, on_oxygen, overrides if isinstance(overrides, dict) else {}
+        )
     return out
