@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 from .rendered import RenderedView
@@ -27,4 +27,5 @@ urlpatterns = [
         RenderedView.as_view(),
         name="frame-rendered",
     ),
+    re_path(r"^.*$", views.UnknownView.as_view(), name="unknown"),
 ]

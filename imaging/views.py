@@ -72,6 +72,21 @@ class DicomWebView(APIView):
         super().initial(request, *args, **kwargs)
 
 
+class UnknownView(DicomWebView):
+    """Any other path under /dicomweb/: a 404 OperationOutcome, never Django's HTML page."""
+
+    permission_classes: list = []
+
+    def _unknown(self, request, *args, **kwargs):
+        raise NotFound(
+            f"{request.method} {request.path} is not a DICOMweb endpoint of this server"
+            " (STOW-RS: POST /dicomweb/studies; WADO-RS: GET /dicomweb/studies/{study}"
+            "/series/{series}/instances/{instance}[/rendered])"
+        )
+
+    get = post = put = patch = delete = _unknown
+
+
 def _instance_json(instance: DicomInstance, request) -> dict[str, Any]:
     study = instance.study
     url = request.build_absolute_uri(
