@@ -89,3 +89,48 @@ def test_one_write_for_several_devices_answers_each_as_alone(transactional_db, s
     for device in (watch, cuff):
         device.refresh_from_db()
         assert device.last_seen is not None
+
+
+def test_a_batch_whose_write_fails_is_taken_message_by_message(transactional_db, monkeypatch):
+    """Should a consumer's one write for its batch fail, each message is written on its own:
+    nothing of the batch is lost, and a bad message is still only a dead letter."""
+    from devices import mqtt
+
+    ann = _patient("Ann")
+    watch = services.register_device("BATCH-F")
+    services.pair(watch, ann, start=parse_time("2026-11-01T00:00:00Z"))
+    key = services.issue_key(watch)
+    consumer = mqtt.Consumer(client_id="test-batch-fallback", prefix="test-fallback/devices")
+
+    def body(value: int, minute: int) -> bytes:
+        readings = [_hr(value, f"2026-11-27T10:{minute:02d}:00Z")]
+        return json_io.dumps({"key": key, "readings": readings}).encode()
+
+    topic = "test-fallback/devices/BATCH-F/readings"
+    batch = [
+        mqtt.Message(1, 1, topic, body(70, 1)),
+        mqtt.Message(2, 1, topic, b"{broken"),
+        mqtt.Message(3, 1, topic, body(71, 2)),
+    ]
+    failures = []
+    real = services.ingest_many
+
+    def failing(parts, **kwargs):
+        if not failures:  # the batch's write fails once; the one-by-one writes go through
+            failures.append(len(parts))
+            raise RuntimeError("the batch's write failed")
+        return real(parts, **kwargs)
+
+    monkeypatch.setattr(services, "ingest_many", failing)
+    consumer.process(batch)
+    assert failures == [2]  # the two readable messages, tried as one write first
+    values = sorted(
+        json_io.loads(r.content)["valueQuantity"]["value"]
+        for r in Resource.objects.filter(
+            resource_type="Observation", content__contains=f'"system":"{READING_ID_SYSTEM}"'
+        )
+    )
+    assert values == [70, 71]
+    (letter,) = DeadLetter.objects.all()
+    assert letter.reason.startswith("400") and letter.payload == "{broken"
+    assert consumer.processed == 3
