@@ -365,6 +365,10 @@ class Bench:
             with Broker(self.args.broker_url) as conn:
                 conn.default_channel.queue_purge(self.queue)
                 conn.default_channel.queue_delete(self.queue)
+                if conn.transport.driver_type == "redis":  # and the routing of its exchange
+                    conn.default_channel.client.delete(
+                        f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"
+                    )
         self.server.stop()
 
     # data

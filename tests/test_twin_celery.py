@@ -147,6 +147,10 @@ class Stack:
         with self.producer.connection_for_write() as conn:  # leave nothing behind on the broker
             conn.default_channel.queue_purge(self.queue)
             conn.default_channel.queue_delete(self.queue)
+            if conn.transport.driver_type == "redis":  # and the routing of its exchange
+                conn.default_channel.client.delete(
+                    f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"
+                )
 
     def send(self, patient_id: str):
         return self.producer.send_task(TASK, args=[patient_id], queue=self.queue)
