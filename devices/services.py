@@ -237,11 +237,12 @@ def dead_letter(source: str, device_identifier: str, reason: str, payload: Any) 
 
 def _letter(source: str, device_identifier: str, reason: str, payload: Any) -> dict[str, Any]:
     text = payload if isinstance(payload, str) else json_io.dumps(payload)
+    # PostgreSQL's text holds no NUL: written as JSON writes it (\u0000), so the letter is kept.
     return {
         "source": source,
-        "device_identifier": device_identifier[:100],
-        "reason": reason,
-        "payload": text,
+        "device_identifier": device_identifier.replace("\x00", "\\u0000")[:100],
+        "reason": reason.replace("\x00", "\\u0000"),
+        "payload": text.replace("\x00", "\\u0000"),
     }
 
 
