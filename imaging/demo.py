@@ -71,7 +71,11 @@ def load_studies(
     files: list[tuple[str, bytes]] = []
     owners: dict[str, str] = {}  # StudyInstanceUID -> Patient id
     for demo in DEMO_FILES:
-        dataset = _dataset(demo.name)
+        try:
+            dataset = _dataset(demo.name)
+        except DemoFileMissing as missing:
+            say(f"  imaging: {missing}: left out")
+            continue
         if demo.patient:
             patient_id, dicom_name = patients[demo.patient]
             owners[str(dataset.StudyInstanceUID)] = patient_id
