@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,20 @@ def _no_pandas_notices():
         yield
 
 
+@contextmanager
+def _seeded() -> Iterator[None]:
+    """Prophet 1.5 draws its predictive samples from numpy's global generator (``np.random.normal``,
+    ``laplace``, ``poisson``; it takes no generator of its own): that generator is seeded for the
+    sampling, so the same data gives the same run, and its state is put back afterwards, so the
+    caller's random numbers are the ones it would have drawn without a forecast in between."""
+    saved = np.random.get_state()
+    np.random.seed(SEED)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def _quiet() -> None:
     """cmdstanpy sets its logger to INFO with a handler of its own when first used."""
     logger = logging.getLogger("cmdstanpy")
@@ -152,9 +167,7 @@ def fit_predict(
     model, cycles = _model(history, granularity, samples)
     times = future_times(history, granularity, horizon)
     future = pd.DataFrame({"ds": [_naive(t) for t in times]})
-    # Prophet samples with numpy's global generator: seeded, the same data gives the same run.
-    np.random.seed(SEED)
-    with _no_pandas_notices():
+    with _no_pandas_notices(), _seeded():
         paths = np.asarray(model.predictive_samples(future)["yhat"], dtype=float)
         model.uncertainty_samples = 0  # the expected value, without sampling a second time
         mean = np.asarray(model.predict(future)["yhat"], dtype=float)
