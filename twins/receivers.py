@@ -22,19 +22,41 @@ def _queue(patient_ids) -> None:
             log.exception("could not refresh the twin of Patient/%s", patient_id)
 
 
+def _revise(logical_id: str, version_id: int) -> None:
+    from .tasks import revise_twin
+
+    try:
+        revise_twin.delay(logical_id, version_id)
+    except Exception:  # as for a refresh: the write that changed the reading stands
+        log.exception("could not revise the twins after Observation/%s", logical_id)
+
+
 def on_resource(
-    sender, resource_type: str, logical_id: str, bulk: bool = False, index=None, **kwargs
+    sender,
+    resource_type: str,
+    logical_id: str,
+    bulk: bool = False,
+    index=None,
+    version_id: int = 1,
+    deleted: bool = False,
+    **kwargs,
 ) -> None:
     """A single write through the FHIR API (an EHR, a gateway's bundle).
 
     The patients are the targets of the ``subject`` reference: read from the index rows the
-    write sends along (``index``, no query), else from the index tables.
+    write sends along (``index``, no query), else from the index tables. An update or delete
+    of an Observation also revises what the twin counted of its earlier version
+    (``services.revise``: hourly aggregates, latest value, baselines).
     """
     if bulk or resource_type not in WATCHED:
         return
     from .services import refreshing
 
     if refreshing():  # the twin's own NEWS2 score, committed by a refresh
+        return
+    if deleted or version_id > 1:
+        _revise(logical_id, version_id)
+    if deleted:  # the index rows went with it: the revision found the patient
         return
     if index is not None:
         # ReferenceIndex rows are (param, target_type, target_id, …) (search.extract.COLUMNS).

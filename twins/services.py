@@ -21,12 +21,14 @@ from django.utils import timezone
 from fhir_api import json_io
 from fhir_api import services as store
 from fhir_api.exceptions import BadRequest, NotFound
-from fhir_api.models import ReferenceIndex, Resource
+from fhir_api.models import DateIndex, ReferenceIndex, Resource, ResourceVersion, TokenIndex
 from fhir_api.search.dates import format_instant, parse_interval
 from fhir_api.validation import ID_RE
 
 from . import alerts, fhir, rules, state
 from .models import STAGES, Alert, AlertAction, LifecycleEvent, PatientTwin, VitalHour
+from .series import codes_for
+from .vitals import effective, readings_of
 
 log = logging.getLogger(__name__)
 MAX_PER_REFRESH = 20_000
@@ -356,3 +358,166 @@ def act_on_alert(
             comment=comment or assignee,
             fhir_reference=f"Provenance/{reference}",
         )
+
+
+# Readings a twin keeps in its hourly aggregates (device events and battery levels are not).
+_NOT_AGGREGATED = {"fall", "irregular_rhythm", "battery"}
+LATEST_SCAN = 50
+
+
+def _aggregated(obs: dict | None, patient_id: str) -> list[tuple[str, datetime, float]]:
+    """(vital, hour, value) of the readings ``obs`` gave the patient's hourly aggregates."""
+    if not obs:
+        return []
+    subject = obs.get("subject") if isinstance(obs.get("subject"), dict) else {}
+    at = effective(obs)
+    if subject.get("reference") != f"Patient/{patient_id}" or at is None:
+        return []
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    return [
+        (vital, hour, value)
+        for vital, value in readings_of(obs)
+        if vital not in _NOT_AGGREGATED and value is not None
+    ]
+
+
+def _subjects(*contents: dict | None) -> set[str]:
+    out = set()
+    for obs in contents:
+        subject = (obs or {}).get("subject")
+        reference = subject.get("reference", "") if isinstance(subject, dict) else ""
+        if reference.startswith("Patient/"):
+            out.add(reference.split("/", 1)[1])
+    return out
+
+
+def _applied(patient_id: str, codes: list[str], upto: int):
+    """The patient's current Observations with one of ``codes`` the twin has applied."""
+    coded = TokenIndex.objects.filter(
+        patient=patient_id, resource_type="Observation", param="code", code__in=codes
+    ).values("resource_id")
+    return DateIndex.objects.filter(
+        patient=patient_id,
+        resource_type="Observation",
+        param="date",
+        resource_id__in=coded,
+        resource_id__lte=upto,
+        resource__deleted=False,
+    )
+
+
+def _recount(patient_id: str, vital: str, hour: datetime, upto: int) -> None:
+    """The hourly aggregate of ``vital`` at ``hour`` again from the stored Observations."""
+    contents = Resource.objects.filter(
+        pk__in=_applied(patient_id, codes_for(vital), upto)
+        .filter(low__gte=hour, low__lt=hour + timedelta(hours=1))
+        .values("resource_id")
+    ).values_list("content", flat=True)
+    values = [
+        value
+        for content in contents
+        for name, at, value in _aggregated(json_io.loads(content), patient_id)
+        if name == vital and at == hour
+    ]
+    rows = VitalHour.objects.filter(patient_id=patient_id, vital=vital, hour=hour)
+    if not values:
+        rows.delete()
+        return
+    VitalHour.objects.update_or_create(
+        patient_id=patient_id,
+        vital=vital,
+        hour=hour,
+        defaults={"n": len(values), "total": sum(values), "low": min(values), "high": max(values)},
+    )
+
+
+def _newest(patient_id: str, vital: str, upto: int) -> dict | None:
+    """The twin's ``latest`` entry of ``vital`` from the stored Observations, or None."""
+    rows = (
+        _applied(patient_id, codes_for(vital), upto)
+        .order_by("-low", "-resource_id")
+        .values_list("resource__logical_id", "resource__content")[:LATEST_SCAN]
+    )
+    for logical_id, content in rows:
+        obs = json_io.loads(content)
+        at = effective(obs)
+        value = next((v for name, v in readings_of(obs) if name == vital), None)
+        if at is not None and value is not None:
+            return {"value": value, "time": format_instant(at), "observation": logical_id}
+    return None
+
+
+def revise(observation_id: str, version_id: int) -> list[str]:
+    """An Observation the twin has applied was updated (a corrected value, entered-in-error) or
+    deleted: the hourly aggregates of the hours its previous and current versions touched are
+    counted again from the stored Observations, the latest value it was is found again, the
+    baselines of its vitals are recomputed and the rules run again, so that the twin (NEWS2,
+    baselines, charts) and the forecasts built on its aggregates no longer count it. The
+    trends (exponentially weighted means) are not unwound. Returns the patients revised.
+
+    An Observation the twin has not applied yet needs nothing: the refresh applies its
+    current version (or nothing, once deleted)."""
+    versions = dict(
+        ResourceVersion.objects.filter(
+            resource_type="Observation",
+            logical_id=observation_id,
+            version_id__in=[version_id - 1, version_id],
+        ).values_list("version_id", "content")
+    )
+    current = Resource.objects.filter(
+        resource_type="Observation", logical_id=observation_id
+    ).first()
+    if current is None:
+        return []
+    before = json_io.loads(versions[version_id - 1]) if versions.get(version_id - 1) else None
+    after = json_io.loads(versions[version_id]) if versions.get(version_id) else None
+    revised = []
+    for patient_id in sorted(_subjects(before, after)):
+        if _revise(patient_id, current.pk, observation_id, before, after):
+            revised.append(patient_id)
+    return revised
+
+
+def _revise(
+    patient_id: str, pk: int, observation_id: str, before: dict | None, after: dict | None
+) -> bool:
+    outer = refreshing()
+    _refreshing.active = True  # the twin's own writes (NEWS2) queue no refresh of it
+    try:
+        with transaction.atomic():
+            twin = PatientTwin.objects.select_for_update().filter(patient_id=patient_id).first()
+            if twin is None or pk > twin.applied_upto:
+                return False
+            touched = {
+                (vital, hour)
+                for vital, hour, _value in _aggregated(before, patient_id)
+                + _aggregated(after, patient_id)
+            }
+            if not touched:
+                return False
+            for vital, hour in sorted(touched):
+                _recount(patient_id, vital, hour, twin.applied_upto)
+            vitals = {vital for vital, _hour in touched}
+            latest = twin.state.setdefault("latest", {})
+            for vital in vitals:
+                if (latest.get(vital) or {}).get("observation") == observation_id:
+                    newest = _newest(patient_id, vital, twin.applied_upto)
+                    if newest is None:
+                        latest.pop(vital, None)
+                    else:
+                        latest[vital] = newest
+            clock = (
+                parse_interval(twin.state["clock"]).low
+                if twin.state.get("clock")
+                else timezone.now()
+            )
+            baselined = vitals & set(state.BASELINED)
+            if baselined:
+                twin.state.setdefault("baseline", {}).update(
+                    state.baselines(patient_id, baselined, clock)
+                )
+            _evaluate(twin, clock)
+            twin.save()
+            return True
+    finally:
+        _refreshing.active = outer

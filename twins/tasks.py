@@ -6,12 +6,18 @@ from celery import shared_task
 from django.utils import timezone
 
 from .models import PatientTwin
-from .services import refresh
+from .services import refresh, revise
 
 
 @shared_task(acks_late=True, max_retries=5, default_retry_delay=2)
 def refresh_twin(patient_id: str) -> None:
     refresh(patient_id)
+
+
+@shared_task(acks_late=True, max_retries=5, default_retry_delay=2)
+def revise_twin(observation_id: str, version_id: int) -> list[str]:
+    """An applied Observation was updated or deleted: its hours are counted again."""
+    return revise(observation_id, version_id)
 
 
 @shared_task
