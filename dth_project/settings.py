@@ -218,6 +218,15 @@ if not 0 <= FORECAST_NIGHTLY_HOUR <= 23:
     raise ImproperlyConfigured("FORECAST_NIGHTLY_HOUR is an hour, 0 to 23.")
 # Re-forecast a series after each twin refresh that brought enough new data (0: only nightly)
 FORECAST_ON_NEW_DATA = env_bool("FORECAST_ON_NEW_DATA", True)
+# Seconds a forecast task may run: at the soft limit it stops and stores a failed run with the
+# reason; at the hard limit the worker process is killed
+FORECAST_SOFT_TIME_LIMIT = env_int("FORECAST_SOFT_TIME_LIMIT", 120)
+FORECAST_TIME_LIMIT = env_int("FORECAST_TIME_LIMIT", 180)
+if not 0 < FORECAST_SOFT_TIME_LIMIT < FORECAST_TIME_LIMIT:
+    raise ImproperlyConfigured("FORECAST_SOFT_TIME_LIMIT is above 0 and below FORECAST_TIME_LIMIT.")
+# Milliseconds a forecast task waits for a row lock (PostgreSQL lock_timeout) before it gives up
+# and is retried with backoff, rather than holding a worker behind a long transaction
+FORECAST_LOCK_TIMEOUT_MS = env_int("FORECAST_LOCK_TIMEOUT_MS", 10_000)
 # The queue tasks are sent to and workers consume: deployments (or test runs) sharing a broker
 # keep apart by giving each its own.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE") or "celery"

@@ -26,6 +26,7 @@ class Context:
     prefer_return: str = "representation"  # minimal | representation | OperationOutcome
     strict: bool = False  # Prefer: handling=strict
     url: str = ""  # this request's URL without query, for Bundle links
+    method: str = "GET"  # the HTTP method: an operation that affects state answers POST only
 
 
 @dataclass

@@ -74,6 +74,7 @@ class FHIRView(APIView):
             prefer_return=prefer_return,
             strict=strict,
             url=base + request.path.split("/fhir", 1)[1].rstrip("/"),
+            method=request.method,
         )
 
     @staticmethod

@@ -67,3 +67,21 @@ class ForecastRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient_id} {self.vital} {self.granularity} {self.status} {self.created:%Y-%m-%d %H:%M}"
+
+
+class QueuedForecast(models.Model):
+    """A forecast of one series asked for (``tasks.queue``) and not finished yet: what
+    ``GET Patient/{id}/$forecast`` says while a worker has it. The task removes it
+    when it ends, whatever it stored."""
+
+    patient_id = models.CharField("FHIR Patient id", max_length=64)
+    code = models.CharField("LOINC code", max_length=32)
+    queued_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patient_id", "code"], name="forecast_queued_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} {self.code} queued {self.queued_at:%Y-%m-%d %H:%M}"

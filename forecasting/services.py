@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -68,6 +69,17 @@ def _stale(series: Series, now: datetime, horizon: int) -> bool:
     return end is not None and now - end > STEP[series.vital.granularity] * horizon
 
 
+def _out_of_time(error: BaseException) -> bool:
+    """The task's soft time limit struck inside the model, which wrapped it (cmdstanpy turns
+    any exception of its optimiser into a RuntimeError): it is the time limit, not the model."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, SoftTimeLimitExceeded):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _compute(series: Series, horizon: int, lines: list[tuple[float, str]], now: datetime):
     vital = series.vital
     unit = "hourly" if vital.granularity == HOURLY else "daily"
@@ -87,6 +99,8 @@ def _compute(series: Series, horizon: int, lines: list[tuple[float, str]], now: 
     except Skip as skip:
         return Outcome(ForecastRun.SKIPPED, str(skip))
     except (RuntimeError, ValueError, FloatingPointError) as error:  # the model's, not the DB's
+        if _out_of_time(error):
+            raise SoftTimeLimitExceeded(str(error)) from error
         log.warning("forecast of %s failed", series.patient_id, exc_info=True)
         return Outcome(ForecastRun.FAILED, f"the model failed: {error}"[:500])
     skill = scores["skill"]
@@ -128,44 +142,88 @@ def _horizon_text(vital: Vital, horizon: int) -> str:
     return f"{horizon} h" if vital.granularity == HOURLY else f"{horizon} days"
 
 
+@dataclass
+class Prepared:
+    """The series of a run and what its digest is made of, read before anything is fitted."""
+
+    vital: Vital
+    series: Series
+    horizon: int
+    lines: list[tuple[float, str]]
+    context: dict[str, Any]
+
+    def digest(self, **extra: Any) -> str:
+        return self.series.digest(**self.context, **extra)
+
+
+def _prepare(patient_id: str, code: str, now: datetime, *, refresh: bool = True) -> Prepared:
+    vital = vital_for(code)
+    check_patient(patient_id)
+    if refresh:
+        # Observations stored since the twin last ran reach its hourly aggregates first.
+        twin_services.refresh(patient_id)
+    series = build(patient_id, vital, now)
+    horizon = horizon_of(vital)
+    lines = warning.patient_thresholds(patient_id, vital.name)
+    context = {
+        "horizon": horizon,
+        "thresholds": lines,
+        "samples": settings.FORECAST_SAMPLES,
+        "min_skill": settings.FORECAST_MIN_SKILL,
+        "model": MODEL_VERSION,
+        "stale": _stale(series, now, horizon),
+    }
+    return Prepared(vital, series, horizon, lines, context)
+
+
 def run_forecast(patient_id: str, code: str, *, now: datetime | None = None) -> ForecastRun:
     """Forecast the patient's vital of LOINC ``code``; the stored run when the data is the same.
 
     Raises ``series.UnknownCode`` for a code that is not forecast, ``NotFound``/``Gone`` for a
     patient who is not (or no longer) there."""
-    vital = vital_for(code)
-    check_patient(patient_id)
     now = now or timezone.now()
-    # Observations stored since the twin last ran reach its hourly aggregates first.
-    twin_services.refresh(patient_id)
-    series = build(patient_id, vital, now)
-    horizon = horizon_of(vital)
-    lines = warning.patient_thresholds(patient_id, vital.name)
-    digest = series.digest(
-        horizon=horizon,
-        thresholds=lines,
-        samples=settings.FORECAST_SAMPLES,
-        min_skill=settings.FORECAST_MIN_SKILL,
-        model=MODEL_VERSION,
-        stale=_stale(series, now, horizon),
-    )
-    existing = _existing(patient_id, vital, digest)
+    prepared = _prepare(patient_id, code, now)
+    digest = prepared.digest()
+    existing = _existing(patient_id, prepared.vital, digest)
     if existing is not None:
         return existing
-    outcome = _compute(series, horizon, lines, now)
+    outcome = _compute(prepared.series, prepared.horizon, prepared.lines, now)
+    return _save_once(prepared, digest, outcome, now)
+
+
+def _save_once(prepared: Prepared, digest: str, outcome: Outcome, now: datetime) -> ForecastRun:
+    """Store ``outcome`` unless a run of the same digest is there (then that run)."""
+    patient_id, vital = prepared.series.patient_id, prepared.vital
     try:
         with transaction.atomic():
             _lock(patient_id, vital.code)
             existing = _existing(patient_id, vital, digest)
             if existing is not None:
                 return existing
-            return _store(series, vital, digest, horizon, outcome, now)
+            return _store(prepared.series, vital, digest, prepared.horizon, outcome, now)
     except IntegrityError:
         # Another process stored the same run between our check and our insert.
         existing = _existing(patient_id, vital, digest)
         if existing is None:
             raise
         return existing
+
+
+def record_failure(
+    patient_id: str, code: str, reason: str, *, now: datetime | None = None
+) -> ForecastRun:
+    """Store a failed run of the series with ``reason`` (e.g. the task's time limit), shown to
+    the clinician as a skipped run is. Its digest is the series' with the reason, so the same
+    failure on the same data is stored once, and a later attempt on that data fits again
+    rather than reusing the failure. The twin is not refreshed first: this runs when a task is
+    out of time."""
+    now = now or timezone.now()
+    prepared = _prepare(patient_id, code, now, refresh=False)
+    digest = prepared.digest(failed=reason)
+    existing = _existing(patient_id, prepared.vital, digest)
+    if existing is not None:
+        return existing
+    return _save_once(prepared, digest, Outcome(ForecastRun.FAILED, reason[:500]), now)
 
 
 def _store(

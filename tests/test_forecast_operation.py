@@ -1,21 +1,36 @@
-"""GET [base]/Patient/{id}/$forecast?code=<loinc>: the latest forecast of a vital as Parameters
-(points with 80/95% intervals, skill, whether it beat the baseline, probability), declared in
-the CapabilityStatement; 404 for an unknown patient, 400 for a missing or unknown code, and a
-skipped run answered with its reason."""
+"""Patient/{id}/$forecast?code=<loinc>: GET answers the stored latest forecast of a vital as
+Parameters (points with 80/95% intervals, skill, whether it beat the baseline, probability) and
+changes nothing (no twin, no run, no fit, whatever data arrived); before any run it says there
+is none yet, or that one is queued. POST asks for a fresh one (queued; the same data reuses the
+stored run). Declared in the CapabilityStatement with affectsState; 404 for an unknown patient,
+400 for a missing or unknown code, and a skipped run answered with its reason."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from fhir.resources.R4B.operationdefinition import OperationDefinition
 from fhir.resources.R4B.parameters import Parameters
 
-from forecasting.models import ForecastRun
-from forecasting.operation import DEFINITION_URL
+from fhir_api.search.dates import format_instant
+from forecasting.models import ForecastRun, QueuedForecast
+from forecasting.operation import DEFINITION_URL, OPERATION_DEFINITION
+from twins.models import PatientTwin
 
-from .forecast_support import HR, hourly, make_patient, sine_trend_noise, store_readings
+from .forecast_support import (
+    HR,
+    hourly,
+    last_hour,
+    make_patient,
+    sine_trend_noise,
+    store_readings,
+)
 
 
 @pytest.fixture
-def patient(db, django_capture_on_commit_callbacks) -> str:
+def patient(db, settings, django_capture_on_commit_callbacks) -> str:
+    settings.FORECAST_ON_NEW_DATA = False  # only the operation asks for forecasts here
     patient = make_patient("Operation")
     with django_capture_on_commit_callbacks(execute=True):
         store_readings(patient, hourly(sine_trend_noise(), 96))
@@ -35,12 +50,52 @@ def _parts(param: dict) -> dict[str, float | str]:
     }
 
 
-def test_forecast_answers_points_intervals_skill_and_probability(api, patient):
+def _post(api, patient: str, code: str, capture) -> tuple[object, object]:
+    """POST $forecast; the queued task runs when the request's transaction commits."""
+    with capture(execute=True):
+        r = api.fhir(
+            "POST",
+            f"/fhir/Patient/{patient}/$forecast",
+            {"resourceType": "Parameters", "parameter": [{"name": "code", "valueCode": code}]},
+        )
+        waiting = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code={code}")
+    return r, waiting
+
+
+def test_get_without_a_forecast_says_so_and_stores_nothing(api, db):
+    patient = make_patient("NoData")
+    r = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code={HR}")
+    assert r.status_code == 200, r.json_body
+    Parameters.model_validate(r.json_body)
+    params = _params(r.json_body)
+    assert params["status"][0]["valueCode"] == "none"
+    assert "POST $forecast" in params["reason"][0]["valueString"]
+    assert not PatientTwin.objects.filter(patient_id=patient).exists()
+    assert not ForecastRun.objects.exists()
+    assert not QueuedForecast.objects.exists()
+
+
+def test_post_queues_a_forecast_and_get_answers_it(
+    api, patient, django_capture_on_commit_callbacks
+):
+    before = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code={HR}")
+    assert _params(before.json_body)["status"][0]["valueCode"] == "none"
+    assert not ForecastRun.objects.exists()
+
+    r, waiting = _post(api, patient, HR, django_capture_on_commit_callbacks)
+    assert r.status_code == 202, r.json_body
+    assert _params(r.json_body)["status"][0]["valueCode"] == "queued"
+    # While it waits for a worker, GET says it is queued and when.
+    assert _params(waiting.json_body)["status"][0]["valueCode"] == "queued"
+    assert "queued" in _params(waiting.json_body)
+    assert not QueuedForecast.objects.exists()  # the task ran and finished
+
     r = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code={HR}")
     assert r.status_code == 200, r.json_body
     Parameters.model_validate(r.json_body)
     params = _params(r.json_body)
     run = ForecastRun.objects.get(patient_id=patient, code=HR)
+    assert "queued" not in params
     assert params["status"][0]["valueCode"] == "done"
     assert params["code"][0]["valueCoding"]["code"] == HR
     assert float(params["skill"][0]["valueDecimal"]) == pytest.approx(run.skill, abs=1e-4)
@@ -55,13 +110,39 @@ def test_forecast_answers_points_intervals_skill_and_probability(api, patient):
         assert point["lo95"] <= point["lo80"] <= point["yhat"] <= point["hi80"] <= point["hi95"]
     models = {_parts(p)["model"] for p in params["backtest"]}
     assert models == {"prophet", "naive", "seasonal_naive", "mean"}
+
     # Asked again with the same data: the same stored run, nothing fitted again.
-    again = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code=http://loinc.org|{HR}")
-    assert again.json_body == r.json_body
+    again, _waiting = _post(
+        api, patient, f"http://loinc.org|{HR}", django_capture_on_commit_callbacks
+    )
+    assert again.status_code == 202
+    after = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code=http://loinc.org|{HR}")
+    assert after.json_body == r.json_body
     assert ForecastRun.objects.filter(patient_id=patient).count() == 1
 
 
-def test_a_skipped_series_answers_with_its_reason(api, patient):
+def test_get_with_new_data_answers_the_stored_run_and_fits_nothing(
+    api, patient, django_capture_on_commit_callbacks
+):
+    _post(api, patient, HR, django_capture_on_commit_callbacks)
+    first = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code={HR}").json_body
+    with django_capture_on_commit_callbacks(execute=True):
+        # A second reading in the newest hour: its mean (the series) changes.
+        newer = last_hour() + timedelta(minutes=40)
+        reading = {
+            "type": "heart_rate",
+            "value": 140,
+            "unit": "/min",
+            "time": format_instant(newer),
+        }
+        assert store_readings(patient, [reading]).accepted == 1
+    r = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code={HR}")
+    assert r.json_body == first
+    assert ForecastRun.objects.filter(patient_id=patient).count() == 1
+
+
+def test_a_skipped_series_answers_with_its_reason(api, patient, django_capture_on_commit_callbacks):
+    _post(api, patient, "29463-7", django_capture_on_commit_callbacks)
     r = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast?code=29463-7")
     assert r.status_code == 200, r.json_body
     params = _params(r.json_body)
@@ -70,6 +151,7 @@ def test_a_skipped_series_answers_with_its_reason(api, patient):
     assert "point" not in params
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize(
     ("query", "status", "says"),
     [
@@ -81,24 +163,28 @@ def test_a_skipped_series_answers_with_its_reason(api, patient):
         (f"?code={HR}&horizon=5", 400, "takes only code"),
     ],
 )
-def test_a_bad_code_is_a_400_operation_outcome(api, db, query, status, says):
+def test_a_bad_code_is_a_400_operation_outcome(api, db, method, query, status, says):
     patient = make_patient("NoData")
-    r = api.fhir("GET", f"/fhir/Patient/{patient}/$forecast{query}")
+    r = api.fhir(method, f"/fhir/Patient/{patient}/$forecast{query}")
     assert r.status_code == status
     assert r.json_body["resourceType"] == "OperationOutcome"
     assert says in r.json_body["issue"][0]["diagnostics"]
     assert not ForecastRun.objects.exists()
+    assert not QueuedForecast.objects.exists()
 
 
-def test_an_unknown_patient_is_a_404_operation_outcome(api, db):
-    r = api.fhir("GET", f"/fhir/Patient/nobody/$forecast?code={HR}")
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_unknown_patient_is_a_404_operation_outcome(api, db, method):
+    r = api.fhir(method, f"/fhir/Patient/nobody/$forecast?code={HR}")
     assert r.status_code == 404
     assert r.json_body["resourceType"] == "OperationOutcome"
     assert r.json_body["issue"][0]["code"] == "not-found"
 
 
-def test_the_capability_statement_declares_forecast(anon):
+def test_the_capability_statement_declares_forecast_as_affecting_state(anon):
     body = anon.fhir("GET", "/fhir/metadata").json_body
     patient = next(r for r in body["rest"][0]["resource"] if r["type"] == "Patient")
     declared = {op["name"]: op["definition"] for op in patient["operation"]}
     assert declared["forecast"] == DEFINITION_URL
+    definition = OperationDefinition.model_validate(OPERATION_DEFINITION)
+    assert definition.url == DEFINITION_URL and definition.affectsState is True
