@@ -21,6 +21,7 @@ from typing import Any
 from django.utils import timezone
 
 from fhir_api.search.dates import format_instant
+from fhir_api.validation import CONTROL_MESSAGE, CONTROL_RE
 
 from .mapping import (
     BLOOD_PRESSURE,
@@ -141,6 +142,8 @@ def _in_range(measure: Measure, value: float, what: str | None = None) -> None:
 def check(reading: Reading, now: datetime | None = None) -> Checked:
     """Validate and convert; raise ``Rejected`` with the reason otherwise."""
     now = now or timezone.now()
+    if reading.reading_id and CONTROL_RE.search(str(reading.reading_id)):
+        raise Rejected(f"id: {CONTROL_MESSAGE}")  # it becomes the Observation's identifier
     if reading.time > now + FUTURE_TOLERANCE:
         raise Rejected(f"time {format_instant(reading.time)} is in the future")
     if reading.type == "blood_pressure":
