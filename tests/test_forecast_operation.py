@@ -188,3 +188,19 @@ def test_the_capability_statement_declares_forecast_as_affecting_state(anon):
     assert declared["forecast"] == DEFINITION_URL
     definition = OperationDefinition.model_validate(OPERATION_DEFINITION)
     assert definition.url == DEFINITION_URL and definition.affectsState is True
+
+
+def test_post_runs_the_forecast_in_the_request_when_tasks_run_in_process(
+    transactional_db, api, settings
+):
+    settings.FORECAST_ON_NEW_DATA = False
+    patient = make_patient("InProcess")
+    store_readings(patient, hourly(sine_trend_noise(), 96))
+    assert not ForecastRun.objects.exists()
+    r = api.fhir("POST", f"/fhir/Patient/{patient}/$forecast?code={HR}")
+    assert r.status_code == 200, r.json_body
+    params = _params(r.json_body)
+    assert params["status"][0]["valueCode"] == "done"
+    assert len(params["point"]) == 48
+    assert ForecastRun.objects.filter(patient_id=patient, code=HR).count() == 1
+    assert not QueuedForecast.objects.exists()
