@@ -16,7 +16,8 @@ two patients with one left in the quarantine (``imaging.demo``). These too store
 
 from __future__ import annotations
 
-from datetime import timedelta
+import argparse
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -242,6 +243,13 @@ class Command(BaseCommand):
             help="only the FHIR records above: no wearable history, forecasts or DICOM studies"
             " (seconds instead of half a minute)",
         )
+        parser.add_argument(
+            "--now",
+            type=_instant,
+            default=None,
+            help="the instant the wearable history runs up to (ISO 8601 with a zone; default:"
+            " the clock), so two loads give the same readings (tests, reproducible demos)",
+        )
 
     def handle(self, *args, **options) -> None:
         self.counts: dict[str, list[int]] = {}  # type -> [created, already there]
@@ -344,13 +352,15 @@ class Command(BaseCommand):
         self.stdout.write(f"Patients are identified under {PATIENT_ID_SYSTEM} (DTH-0001…DTH-0006).")
         if options["records_only"]:
             return
-        self._history_and_forecasts(patients)
+        self._history_and_forecasts(patients, options["now"])
         imaging_demo.load_studies(patients, self.stdout.write)
 
-    def _history_and_forecasts(self, patients: dict[str, tuple[str, str]]) -> None:
+    def _history_and_forecasts(
+        self, patients: dict[str, tuple[str, str]], now: datetime | None
+    ) -> None:
         """Hourly history for the patients ``forecasting.demo`` names, then every forecast."""
         for key in forecasting_demo.HISTORIES:
-            stored = forecasting_demo.load_history(key, patients[key][0])
+            stored = forecasting_demo.load_history(key, patients[key][0], now=now)
             self.stdout.write(
                 f"  history: {stored} hourly wearable reading(s) stored for {key}"
                 f" ({forecasting_demo.HOURS} h to the last full hour)"
@@ -371,6 +381,17 @@ class Command(BaseCommand):
     def _say(self, row: Resource, created: bool, key: str, label: str) -> None:
         what = "created" if created else "exists "
         self.stdout.write(f"  {what} {row.resource_type}/{row.logical_id}  {key}  {label}")
+
+
+def _instant(text: str) -> datetime:
+    """``--now``: an ISO 8601 instant with its zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the instant's zone (e.g. Z): {text!r}")
+    return moment
 
 
 def _address(line: str, city: str, postcode: str, *, use: str = "work") -> dict[str, Any]:
