@@ -453,10 +453,17 @@ def main() -> int:
     print("peak resident memory (MB), ru_maxrss as each process reported it:")
     for name, mb in memory.items():
         print(f"  {name:<12} {mb:>6.0f}")
-    speedup = None
-    if "process" in figures and "workers" in figures and figures["process"]["series/min"]:
-        speedup = figures["workers"]["series/min"] / figures["process"]["series/min"]
-        print(f"speed-up, {args.workers} workers ÷ one process (series/min): {speedup:.2f}")
+    # The speed-up of each round (its two modes ran minutes apart, under the same load at best),
+    # then their median: a ratio of medians would pair a busy round's mode with a quiet one's.
+    ratios = [
+        w["series/min"] / p["series/min"]
+        for p, w in zip(rounds["process"], rounds["workers"], strict=False)
+        if p["series/min"]
+    ]
+    speedup = statistics.median(ratios) if ratios else None
+    if speedup is not None:
+        each = f" (rounds: {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
+        print(f"speed-up, {args.workers} workers ÷ one process (series/min): {speedup:.2f}{each}")
     print(f"load average after: {load()}")
     if own_group is not None:
         Path("/proc/self/autogroup").write_text(own_group)
