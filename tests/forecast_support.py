@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import redis
 from celery import Celery
 from django.conf import settings
 from django.utils import timezone
@@ -26,7 +22,7 @@ from devices.models import Pairing
 from fhir_api import services as store
 from fhir_api.search.dates import format_instant
 
-from .conftest import ROOT, _database_url
+from . import celery_support
 
 HR = "8867-4"
 BROKER = os.environ.get("FORECAST_TEST_BROKER_URL", "redis://127.0.0.1:6379/12")
@@ -91,12 +87,8 @@ def white_noise(mean: float, sd: float, seed: int = 11) -> Callable[[int], float
 
 
 def wait(predicate, what: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return value
+    """`celery_support.wait`, asking every 0.2 s and by default for two minutes."""
+    return celery_support.wait(predicate, what, timeout, interval=0.2)
 
 
 @contextmanager
@@ -107,56 +99,15 @@ def celery_worker(**env_extra: str) -> Iterator[tuple[Celery, str]]:
     (not the current one: this process's own tasks, the twin's refresh, stay in process) and
     the queue's name. Needs the test's data committed (``transactional_db``)."""
     queue = f"forecast-tests-{uuid.uuid4().hex[:10]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REQUIRE_POSTGRES": "0",
-        "SECRET_KEY": "forecast-celery-tests",
-        "DEBUG": "0",
-        "CELERY_BROKER_URL": BROKER,
-        "CELERY_RESULT_BACKEND": BROKER,
-        "CELERY_QUEUE": queue,
-        "FORECAST_SAMPLES": "100",
-        **env_extra,
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    producer = Celery("forecast-tests", broker=BROKER, backend=BROKER, set_as_current=False)
-    producer.conf.task_default_queue = queue
-    producer.connection_for_write().ensure_connection(max_retries=1)  # Redis is up
-    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    env = celery_support.app_env(
+        "forecast-celery-tests", BROKER, queue, FORECAST_SAMPLES="100", **env_extra
+    )
+    producer = celery_support.producer("forecast-tests", BROKER, queue)
     log_path = settings.VAR_DIR / f"forecast-celery-worker-{queue}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "dth_project",
-                "worker",
-                "--pool=prefork",
-                "--concurrency=2",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                f"--hostname={queue}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the worker exited: {log_path.read_text()[-3000:]}")
-        return " ready." in log_path.read_text()
-
+    proc = celery_support.spawn_worker(env, queue, log_path)
     try:
-        wait(ready, "the worker to start")
+        wait(lambda: celery_support.worker_ready(proc, log_path), "the worker to start")
         yield producer, queue
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        redis.Redis.from_url(BROKER).delete(queue)
+        celery_support.stop([proc], timeout=30)
+        celery_support.forget_queue(producer, queue)

@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
-from celery import Celery
 from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
@@ -36,23 +35,24 @@ from fhir_api.models import ReferenceIndex, Resource, TokenIndex
 from twins.fhir import TWIN_TAG
 from twins.models import Alert, PatientTwin, VitalHour
 
-from .conftest import ROOT, _database_url, _free_port
+from .celery_support import (
+    app_env,
+    forget_queue,
+    producer,
+    server_ready,
+    spawn,
+    spawn_server,
+    spawn_worker,
+    stop,
+    worker_ready,
+)
+from .celery_support import wait as _wait
+from .conftest import _free_port
 from .twin_views_support import make_patient, vitals
 
 BROKER = os.environ.get("TWIN_TEST_BROKER_URL", "redis://127.0.0.1:6379/9")
 TASK = "twins.tasks.refresh_twin"
 WAIT = 60.0
-
-
-def _wait(predicate, what: str, timeout: float = WAIT, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Stack:
@@ -62,95 +62,37 @@ class Stack:
         self.queue = f"twin-tests-{uuid.uuid4().hex[:10]}"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": _database_url(),
-            "REQUIRE_POSTGRES": "0",
-            "SECRET_KEY": "twin-celery-tests",
-            "DEBUG": "0",
-            "FHIR_BASE_URL": "",
-            "CELERY_BROKER_URL": BROKER,
-            "CELERY_RESULT_BACKEND": BROKER,
-            "CELERY_QUEUE": self.queue,
-        }
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env = app_env("twin-celery-tests", BROKER, self.queue, FHIR_BASE_URL="")
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         self.worker_log = settings.VAR_DIR / "twin-celery-worker.log"
         self.server_log = settings.VAR_DIR / "twin-celery-server.log"
         self.procs: list[subprocess.Popen] = []
-        # The tests' own producer, to send the task by name as anything else on the broker would.
-        self.producer = Celery("twin-tests", broker=BROKER, backend=BROKER)
+        self.producer = producer("twin-tests", BROKER, self.queue)
 
     def _spawn(self, argv: list[str], log) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *argv], cwd=ROOT, env=self.env, stdout=log, stderr=log
-        )
+        """``python -m argv`` with the stack's environment, its output to the open file ``log``;
+        stopped with the stack."""
+        proc = spawn(argv, self.env, Path(log.name))
         self.procs.append(proc)
         return proc
 
     def start(self) -> None:
-        self.producer.connection_for_write().ensure_connection(max_retries=1)  # Redis is up
-        with open(self.worker_log, "w") as log:
-            worker = self._spawn(
-                [
-                    "celery",
-                    "-A",
-                    "dth_project",
-                    "worker",
-                    "--pool=prefork",
-                    "--concurrency=2",
-                    "--loglevel=INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    f"--hostname={self.queue}@%h",
-                ],
-                log,
-            )
-        with open(self.server_log, "w") as log:
-            server = self._spawn(
-                [
-                    "gunicorn",
-                    "dth_project.wsgi",
-                    "-c",
-                    "dth_project/gunicorn.conf.py",
-                    "-b",
-                    f"127.0.0.1:{self.port}",
-                    "-w",
-                    "2",
-                ],
-                log,
-            )
-
-        def ready() -> bool:
-            for proc, log in ((worker, self.worker_log), (server, self.server_log)):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"exited early, see {log}:\n{log.read_text()[-3000:]}")
-            if " ready." not in self.worker_log.read_text():
-                return False
-            try:
-                return requests.get(f"{self.url}/fhir/metadata", timeout=5).ok
-            except requests.RequestException:
-                return False
-
-        _wait(ready, "the worker and the server to start", timeout=120, interval=0.3)
+        worker = spawn_worker(self.env, self.queue, self.worker_log)
+        server = spawn_server(self.env, self.port, self.server_log)
+        self.procs += [worker, server]
+        _wait(
+            lambda: (
+                worker_ready(worker, self.worker_log)
+                and server_ready(server, self.url, self.server_log)
+            ),
+            "the worker and the server to start",
+            timeout=120,
+            interval=0.3,
+        )
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        with self.producer.connection_for_write() as conn:  # leave nothing behind on the broker
-            conn.default_channel.queue_purge(self.queue)
-            conn.default_channel.queue_delete(self.queue)
-            if conn.transport.driver_type == "redis":  # and the routing of its exchange
-                conn.default_channel.client.delete(
-                    f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"
-                )
+        stop(self.procs)
+        forget_queue(self.producer, self.queue)  # leave nothing behind on the broker
 
     def send(self, patient_id: str):
         return self.producer.send_task(TASK, args=[patient_id], queue=self.queue)
