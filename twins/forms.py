@@ -15,7 +15,7 @@ from .diagnosis import SNOMED_ID, VERIFICATIONS
 from .display import unit_label
 from .models import STAGES, PatientTwin
 from .roles import CLINICIAN, NURSE
-from .rules import DEFAULT_THRESHOLDS
+from .rules import DEFAULT_THRESHOLDS, threshold_number
 from .vitals import LABELS, UNITS
 
 ACTIONS = [
@@ -93,6 +93,9 @@ class SettingsForm(forms.Form):
                 self.fields[f"{vital}_{side}"] = forms.FloatField(
                     required=False,
                     label=f"{LABELS[vital]} {side} ({unit_label(UNITS.get(vital, ''))})",
+                    error_messages={
+                        "invalid": f"{LABELS[vital]} {side}: the threshold must be a number."
+                    },
                 )
 
     @classmethod
@@ -103,10 +106,13 @@ class SettingsForm(forms.Form):
             "oxygen": oxygen,
             "consciousness": twin.consciousness,
         }
-        for vital, override in (twin.thresholds or {}).items():
+        overrides = twin.thresholds if isinstance(twin.thresholds, dict) else {}
+        for vital in DEFAULT_THRESHOLDS:
+            override = overrides.get(vital) if isinstance(overrides.get(vital), dict) else {}
             for side in ("low", "high"):
-                if side in override:
-                    initial[f"{vital}_{side}"] = override[side]
+                value = threshold_number(override.get(side))
+                if value is not None:
+                    initial[f"{vital}_{side}"] = value
         return initial
 
     def clean(self) -> dict[str, Any]:

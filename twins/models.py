@@ -14,6 +14,7 @@ rows to recompute once an hour.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 STAGES = [
@@ -67,6 +68,14 @@ class PatientTwin(models.Model):
 
     def __str__(self) -> str:
         return f"Twin of Patient/{self.patient_id}"
+
+    def clean(self) -> None:
+        """A form over the twin (the admin's) refuses thresholds that are not numbers."""
+        from .rules import threshold_problems
+
+        problems = threshold_problems(self.thresholds)
+        if problems:
+            raise ValidationError({"thresholds": problems})
 
 
 class VitalHour(models.Model):

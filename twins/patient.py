@@ -18,7 +18,7 @@ from imaging.twin import patient_studies
 from .display import SEVERITY, ago, instant, number, unit_label
 from .models import STAGES, Alert, LifecycleEvent, PatientTwin
 from .patients import PatientFacts, patient_facts
-from .rules import DEFAULT_THRESHOLDS
+from .rules import DEFAULT_THRESHOLDS, threshold_number
 from .series import CHARTED, baseline_band
 from .vitals import LABELS, UNITS
 from .ward import STAGE_LABELS, device_states, news2_summary
@@ -80,19 +80,33 @@ def devices(twin: PatientTwin, now: datetime) -> list[dict[str, Any]]:
 
 def thresholds_in_force(twin: PatientTwin) -> list[dict[str, Any]]:
     """Per vital: the default (low, high) and the patient's override, for the settings form."""
-    overrides = twin.thresholds or {}
-    return [
-        {
-            "vital": vital,
-            "label": LABELS[vital],
-            "unit": unit_label(UNITS.get(vital, "")),
-            "default_low": low,
-            "default_high": high,
-            "low": overrides.get(vital, {}).get("low"),
-            "high": overrides.get(vital, {}).get("high"),
-        }
-        for vital, (low, high) in DEFAULT_THRESHOLDS.items()
-    ]
+    overrides = twin.thresholds if isinstance(twin.thresholds, dict) else {}
+    rows = []
+    for vital, (low, high) in DEFAULT_THRESHOLDS.items():
+        override = overrides.get(vital) if isinstance(overrides.get(vital), dict) else {}
+        rows.append(
+            {
+                "vital": vital,
+                "label": LABELS[vital],
+                "unit": unit_label(UNITS.get(vital, "")),
+                "default_low": low,
+                "default_high": high,
+                "low": threshold_number(override.get("low")),
+                "high": threshold_number(override.get("high")),
+                # A stored override that is not a number (hand-edited JSON): not in force.
+                "ignored": [
+                    f"{side} {override[side]!r}"
+                    for side in ("low", "high")
+                    if side in override and threshold_number(override[side]) is None
+                ]
+                + (
+                    [repr(overrides[vital])]
+                    if not isinstance(overrides.get(vital, {}), dict)
+                    else []
+                ),
+            }
+        )
+    return rows
 
 
 def alerts(patient_id: str) -> tuple[list[Alert], list[Alert]]:

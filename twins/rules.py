@@ -45,6 +45,50 @@ MIN_DEVIATION = {
 EVENT_WINDOW = timedelta(minutes=30)
 
 
+def threshold_number(value: object) -> float | int | None:
+    """A clinician's threshold as a number; anything else (JSON hand-edited into "abc", "120",
+    true, a list) counts as not set, as in the readings' interpretation (``devices.ranges``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return value
+
+
+def threshold_problems(overrides: object) -> list[str]:
+    """What is wrong with ``PatientTwin.thresholds`` as a clinician's overrides: each
+    ``{vital: {"low": number, "high": number}}`` of a known vital. Empty when it is right."""
+    if not isinstance(overrides, dict):
+        return ['Thresholds are an object such as {"heart_rate": {"high": 120}}.']
+    problems = []
+    for vital, override in overrides.items():
+        if vital not in DEFAULT_THRESHOLDS:
+            problems.append(f"{vital!r} is not a vital with thresholds.")
+            continue
+        if not isinstance(override, dict):
+            problems.append(f'{vital}: give {{"low": number, "high": number}}, not {override!r}.')
+            continue
+        for side, value in override.items():
+            if side not in ("low", "high"):
+                problems.append(f"{vital}: {side!r} is neither low nor high.")
+            elif threshold_number(value) is None:
+                problems.append(f"{vital} {side}: {value!r} is not a number.")
+    return problems
+
+
+def thresholds_in_force(overrides: object) -> dict[str, tuple[float | None, float | None]]:
+    """(low, high) per vital: the clinician's overrides where they are numbers, else the
+    defaults. ``overrides`` is ``PatientTwin.thresholds`` as stored, whatever its shape."""
+    given = overrides if isinstance(overrides, dict) else {}
+    out = {}
+    for vital, (low, high) in DEFAULT_THRESHOLDS.items():
+        override = given.get(vital) if isinstance(given.get(vital), dict) else {}
+        set_low, set_high = (
+            threshold_number(override.get("low")),
+            threshold_number(override.get("high")),
+        )
+        out[vital] = (low if set_low is None else set_low, high if set_high is None else set_high)
+    return out
+
+
 @dataclass(frozen=True)
 class Finding:
     problem: str
@@ -165,9 +209,7 @@ def news2_rule(ctx: Context) -> list[Finding]:
 )
 def threshold_rule(ctx: Context) -> list[Finding]:
     out = []
-    for vital, (low, high) in DEFAULT_THRESHOLDS.items():
-        override = ctx.thresholds.get(vital, {})
-        low, high = override.get("low", low), override.get("high", high)
+    for vital, (low, high) in thresholds_in_force(ctx.thresholds).items():
         value = ctx.latest(vital)
         if value is None:
             continue

@@ -24,7 +24,7 @@ from fhir_api.models import DateIndex, Resource, TokenIndex
 from . import news2 as news2_scores
 from .display import instant, unit_label
 from .models import PatientTwin, VitalHour
-from .rules import DEFAULT_THRESHOLDS
+from .rules import thresholds_in_force
 from .vitals import BP_PANEL, LABELS, LOINC_VITALS, UNITS, effective, readings_of
 
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -86,9 +86,7 @@ def observations(patient_id: str, codes: list[str], start: datetime, end: dateti
 
 def thresholds(twin: PatientTwin, vital: str) -> list[dict[str, Any]]:
     """The alert thresholds in force: the twin's overrides, else the defaults."""
-    low, high = DEFAULT_THRESHOLDS.get(vital, (None, None))
-    override = (twin.thresholds or {}).get(vital, {})
-    low, high = override.get("low", low), override.get("high", high)
+    low, high = thresholds_in_force(twin.thresholds).get(vital, (None, None))
     lines = []
     if low is not None:
         lines.append({"value": low, "label": f"alert below {low:g}", "kind": "low"})
