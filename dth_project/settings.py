@@ -192,6 +192,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 
+# --- Twins (twins/) ------------------------------------------------------------------------------
+# Seconds after which a reading's row is assumed settled: a refresh moves a twin's safe watermark
+# only past rows stored longer ago than this and before the oldest transaction still writing
+# (PostgreSQL), so a reading committed late, after one with a higher id, is still applied.
+TWIN_SETTLE_SECONDS = env_int("TWIN_SETTLE_SECONDS", 5)
+# A transaction open longer than this (a session idle in a transaction) no longer holds it back
+TWIN_SETTLE_MAX_SECONDS = env_int("TWIN_SETTLE_MAX_SECONDS", 600)
+
 # --- Forecasting (forecasting/) ---------------------------------------------------------------
 try:
     # P(crossing the patient's threshold) from which a forecast opens a predicted alert

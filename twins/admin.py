@@ -49,6 +49,7 @@ class PatientTwinAdmin(ReadOnlyAdmin):
         "news2",
         "state",
         "applied_upto",
+        "settled_upto",
         "updated",
     )
     readonly_fields = fields

@@ -4,7 +4,8 @@
 concerns them: the latest value of each vital, short and long trends, the personal baseline,
 device freshness, the NEWS2 score, and the clinician's settings (NEWS2 scale, oxygen,
 consciousness, thresholds). It is updated incrementally from new Observations (``applied_upto``
-is the store's row watermark), never recomputed over the patient's history.
+and ``settled_upto`` / ``applied_above`` say which of the store's rows it has applied), never
+recomputed over the patient's history.
 
 ``VitalHour`` holds hourly aggregates per vital: the personal baseline is the median and MAD of
 the last 14 days of hourly means, which stays robust to a bad hour and costs a few hundred
@@ -58,7 +59,12 @@ class PatientTwin(models.Model):
     thresholds = models.JSONField(
         default=dict, blank=True, help_text='Overrides, e.g. {"heart_rate": {"high": 120}}'
     )
+    # The store's row ids (Resource.pk) of the patient's Observations: the highest applied; the
+    # safe watermark (every Observation at or below it is applied: rows above it may still
+    # commit late, out of id order); and the ids above the safe watermark already applied.
     applied_upto = models.BigIntegerField(default=0)
+    settled_upto = models.BigIntegerField(default=0)
+    applied_above = models.JSONField(default=list, blank=True)
     risk = models.IntegerField(default=0, help_text="Sort key of the ward overview")
     updated = models.DateTimeField(auto_now=True)
 

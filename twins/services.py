@@ -1,11 +1,16 @@
 """Write paths of the twins app: keeping each twin in step, lifecycle changes, alert triage.
 
 ``refresh`` is the one way a twin learns: under a row lock it reads the patient's Observations
-stored since its watermark, applies them (``state.apply``: constant work per reading), updates
-baselines for vitals that started a new hour, runs the rules at the twin's clock (the newest
-reading's time) and reconciles alerts. It is idempotent and order-independent: two refreshes
-of one patient, in any order, apply each Observation once. Celery runs it (``tasks``),
-queued after the commit of every write that concerns the patient.
+above its safe watermark that it has not applied yet, applies them (``state.apply``: constant
+work per reading), updates baselines for vitals that started a new hour, runs the rules at the
+twin's clock (the newest reading's time) and reconciles alerts. It is idempotent and
+order-independent: two refreshes of one patient, in any order, apply each Observation once.
+Row ids come from a sequence at insert and two writers can commit in the reverse order of their
+ids, so the safe watermark (``settled_upto``) moves only past rows older than
+TWIN_SETTLE_SECONDS and than the oldest transaction still writing; the ids applied above it
+are kept (``applied_above``), and a reading committed late, below an id already applied, is
+applied by the next refresh. Celery runs it (``tasks``), queued after the commit of every
+write that concerns the patient.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import transaction
-from django.db.models import Max
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, F, Max, Q, TextField, Value, When
 from django.utils import timezone
 
 from fhir_api import json_io
@@ -35,19 +42,73 @@ MAX_PER_REFRESH = 20_000
 NEWS2_EVERY = timedelta(minutes=15)
 
 
-def _new_observations(patient_id: str, watermark: int) -> list[Resource]:
+def _new_observations(
+    patient_id: str, settled: int, applied: frozenset[int] = frozenset()
+) -> tuple[list[tuple[int, str, str]], list[tuple[int, datetime]]]:
+    """The patient's Observations above the safe watermark ``settled``: (id, logical id, JSON)
+    of those not in ``applied``, oldest id first; and (id, last updated) of all of them, the
+    applied ones re-read without their content."""
     pks = ReferenceIndex.objects.filter(
         resource_type="Observation",
         param="subject",
         target_type="Patient",
         target_id=patient_id,
-        resource_id__gt=watermark,
+        resource_id__gt=settled,
     ).values("resource_id")
-    return list(
+    body: Any = F("content")
+    if applied:
+        body = Case(
+            When(pk__in=list(applied), then=Value("")), default=body, output_field=TextField()
+        )
+    rows = (
         Resource.objects.filter(pk__in=pks, deleted=False)
         .order_by("pk")
-        .only("pk", "logical_id", "content")[:MAX_PER_REFRESH]
+        .annotate(body=body)
+        .values_list("pk", "last_updated", "logical_id", "body")[: MAX_PER_REFRESH + len(applied)]
     )
+    new, seen = [], []
+    for pk, last_updated, logical_id, content in rows:
+        seen.append((pk, last_updated))
+        if pk not in applied:
+            new.append((pk, logical_id, content))
+    return new, seen
+
+
+def _oldest_writer() -> datetime | None:
+    """When the oldest other transaction still writing to this database began (PostgreSQL):
+    the rows it inserted have ids allocated after that, and commit later. One open longer than
+    TWIN_SETTLE_MAX_SECONDS (a session left idle in a transaction) no longer holds the
+    watermarks of every twin back."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+            " AND xact_start > now() - make_interval(secs => %s)",
+            [settings.TWIN_SETTLE_MAX_SECONDS],
+        )
+        return cursor.fetchone()[0]
+
+
+def _settle(twin: PatientTwin, seen: list[tuple[int, datetime]], since: datetime) -> None:
+    """Move the safe watermark past the rows stored TWIN_SETTLE_SECONDS before ``since`` (the
+    older of now and the start of the oldest transaction still writing, read before the rows):
+    ids come from a sequence at insert, so every row with a lower id was inserted before them,
+    by a transaction that has ended since. The ids applied above it stay in ``applied_above``."""
+    # SQLite lets one transaction write at a time, from its first insert to its commit: ids
+    # commit in their order, and every row below a visible one is visible.
+    settle = 0 if connection.vendor == "sqlite" else settings.TWIN_SETTLE_SECONDS
+    cutoff = since - timedelta(seconds=settle)
+    settled = max((pk for pk, last_updated in seen if last_updated <= cutoff), default=None)
+    if settled is not None and settled > twin.settled_upto:
+        twin.settled_upto = settled
+    twin.applied_above = sorted(pk for pk in twin.applied_above if pk > twin.settled_upto)
+
+
+def has_applied(twin: PatientTwin, pk: int) -> bool:
+    """Whether the twin has applied the store's row ``pk`` (an Observation of its patient)."""
+    return pk <= twin.settled_upto or pk in twin.applied_above
 
 
 def hourly_means(patient_id: str, clock: datetime):
@@ -109,18 +170,28 @@ def _refresh(patient_id: str, now: datetime | None) -> PatientTwin | None:
     with transaction.atomic():
         twin, _ = PatientTwin.objects.get_or_create(patient_id=patient_id)
         twin = PatientTwin.objects.select_for_update().get(pk=twin.pk)
-        rows = _new_observations(patient_id, twin.applied_upto)
+        since = timezone.now()
+        oldest = _oldest_writer()  # before the rows are read: see _settle
+        if oldest is not None:
+            since = min(since, oldest)
+        before = (twin.settled_upto, len(twin.applied_above))
+        rows, seen = _new_observations(patient_id, twin.settled_upto, frozenset(twin.applied_above))
+        if rows:
+            twin.applied_above = [*twin.applied_above, *(pk for pk, _id, _body in rows)]
+            twin.applied_upto = max(twin.applied_upto, rows[-1][0])
+        _settle(twin, seen, since)
         if not rows and now is None:
+            if (twin.settled_upto, len(twin.applied_above)) != before:
+                twin.save(update_fields=["settled_upto", "applied_above", "updated"])
             return twin
         batch = state.Batch()
-        observations = [(row.logical_id, json_io.loads(row.content)) for row in rows]
+        observations = [(logical_id, json_io.loads(body)) for _pk, logical_id, body in rows]
         state.apply(twin.state, observations, batch)
         if not batch.applied and now is None:
             # Nothing the twin follows (e.g. its own NEWS2 scores, which queue a refresh like any
             # Observation): the state and its clock are as the last evaluation left them, so
-            # the rules would find the same; only the watermark moves.
-            twin.applied_upto = rows[-1].pk
-            twin.save(update_fields=["applied_upto", "updated"])
+            # the rules would find the same; only the watermarks move.
+            twin.save(update_fields=["applied_upto", "settled_upto", "applied_above", "updated"])
             return twin
         new_hours = batch.save(patient_id)
         times = [item["time"] for item in twin.state.get("latest", {}).values()]
@@ -135,8 +206,6 @@ def _refresh(patient_id: str, now: datetime | None) -> PatientTwin | None:
         if rows and twin.stage == "registered":
             _set_stage(twin, "monitored", by="twin", why="first readings received", at=clock)
         _evaluate(twin, clock)
-        if rows:
-            twin.applied_upto = rows[-1].pk
         twin.save()
         return twin
 
@@ -391,7 +460,7 @@ def _subjects(*contents: dict | None) -> set[str]:
     return out
 
 
-def _applied(patient_id: str, codes: list[str], upto: int):
+def _applied(patient_id: str, codes: list[str], twin: PatientTwin):
     """The patient's current Observations with one of ``codes`` the twin has applied."""
     coded = TokenIndex.objects.filter(
         patient=patient_id, resource_type="Observation", param="code", code__in=codes
@@ -401,15 +470,14 @@ def _applied(patient_id: str, codes: list[str], upto: int):
         resource_type="Observation",
         param="date",
         resource_id__in=coded,
-        resource_id__lte=upto,
         resource__deleted=False,
-    )
+    ).filter(Q(resource_id__lte=twin.settled_upto) | Q(resource_id__in=twin.applied_above))
 
 
-def _recount(patient_id: str, vital: str, hour: datetime, upto: int) -> None:
+def _recount(patient_id: str, vital: str, hour: datetime, twin: PatientTwin) -> None:
     """The hourly aggregate of ``vital`` at ``hour`` again from the stored Observations."""
     contents = Resource.objects.filter(
-        pk__in=_applied(patient_id, codes_for(vital), upto)
+        pk__in=_applied(patient_id, codes_for(vital), twin)
         .filter(low__gte=hour, low__lt=hour + timedelta(hours=1))
         .values("resource_id")
     ).values_list("content", flat=True)
@@ -431,10 +499,10 @@ def _recount(patient_id: str, vital: str, hour: datetime, upto: int) -> None:
     )
 
 
-def _newest(patient_id: str, vital: str, upto: int) -> dict | None:
+def _newest(patient_id: str, vital: str, twin: PatientTwin) -> dict | None:
     """The twin's ``latest`` entry of ``vital`` from the stored Observations, or None."""
     rows = (
-        _applied(patient_id, codes_for(vital), upto)
+        _applied(patient_id, codes_for(vital), twin)
         .order_by("-low", "-resource_id")
         .values_list("resource__logical_id", "resource__content")[:LATEST_SCAN]
     )
@@ -486,7 +554,7 @@ def _revise(
     try:
         with transaction.atomic():
             twin = PatientTwin.objects.select_for_update().filter(patient_id=patient_id).first()
-            if twin is None or pk > twin.applied_upto:
+            if twin is None or not has_applied(twin, pk):
                 return False
             touched = {
                 (vital, hour)
@@ -496,12 +564,12 @@ def _revise(
             if not touched:
                 return False
             for vital, hour in sorted(touched):
-                _recount(patient_id, vital, hour, twin.applied_upto)
+                _recount(patient_id, vital, hour, twin)
             vitals = {vital for vital, _hour in touched}
             latest = twin.state.setdefault("latest", {})
             for vital in vitals:
                 if (latest.get(vital) or {}).get("observation") == observation_id:
-                    newest = _newest(patient_id, vital, twin.applied_upto)
+                    newest = _newest(patient_id, vital, twin)
                     if newest is None:
                         latest.pop(vital, None)
                     else:
