@@ -23,9 +23,9 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from fhir_api.exceptions import BadRequest, Gone, NotFound
-from fhir_api.models import Resource
+from fhir_api.exceptions import BadRequest
 from twins import services as twin_services
+from twins.operation import check_patient
 
 from . import fhir, tasks, warning
 from .backtest import backtest, beats
@@ -40,18 +40,6 @@ def horizon_of(vital: Vital) -> int:
     if vital.granularity == HOURLY:
         return settings.FORECAST_HORIZON_HOURS
     return DEFAULT_HORIZON[DAILY]
-
-
-def check_patient(patient_id: str) -> None:
-    row = (
-        Resource.objects.filter(resource_type="Patient", logical_id=patient_id)
-        .only("deleted")
-        .first()
-    )
-    if row is None:
-        raise NotFound(f"Patient/{patient_id} is not known")
-    if row.deleted:
-        raise Gone(f"Patient/{patient_id} was deleted")
 
 
 @dataclass

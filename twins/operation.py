@@ -54,7 +54,9 @@ def _quantity(value: float, vital: str) -> dict[str, Any]:
     }
 
 
-def twin_parameters(patient_id: str) -> dict[str, Any]:
+def check_patient(patient_id: str) -> None:
+    """The Patient an operation on ``Patient/[id]`` is about exists: a 404 if it never did, a 410
+    if it was deleted (hl7.org/fhir/R4B/http.html#read)."""
     row = (
         Resource.objects.filter(resource_type="Patient", logical_id=patient_id)
         .only("deleted")
@@ -64,6 +66,10 @@ def twin_parameters(patient_id: str) -> dict[str, Any]:
         raise NotFound(f"Patient/{patient_id} is not known")
     if row.deleted:
         raise Gone(f"Patient/{patient_id} was deleted")
+
+
+def twin_parameters(patient_id: str) -> dict[str, Any]:
+    check_patient(patient_id)
     twin = PatientTwin.objects.filter(patient_id=patient_id).first()
     params: list[dict[str, Any]] = [
         {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}}
