@@ -279,11 +279,20 @@ def ingest_many(
     pairings: dict[int, list[Pairing]] = {pk: [] for pk in devices}
     for pairing in Pairing.objects.filter(device_id__in=list(devices)):
         pairings[pairing.device_id].append(pairing)
-    settings = settings_for(sorted({p.patient_id for ps in pairings.values() for p in ps}))
+    paired = sorted({p.patient_id for ps in pairings.values() for p in ps})
+    settings = settings_for(paired)
     ranges = {patient: Ranges(s) for patient, s in settings.items()}
+    # A Patient deleted while a device was still paired to them: their readings become dead
+    # letters (replayable once the pairing is corrected), never Observations of a deleted
+    # Patient that $twin, $forecast and $everything answer 410 for.
+    gone = set(
+        Resource.objects.filter(
+            resource_type="Patient", logical_id__in=paired, deleted=True
+        ).values_list("logical_id", flat=True)
+    )
     seen: set[str] = set()
     prepared = [
-        _prepare(device, items, source, now, pairings[device.pk], ranges, seen)
+        _prepare(device, items, source, now, pairings[device.pk], ranges, seen, gone)
         for device, items, source in parts
     ]
     with transaction.atomic():
@@ -331,6 +340,7 @@ def _prepare(
     pairings: list[Pairing],
     ranges: dict[str, Ranges],
     seen: set[str],
+    gone: set[str] = frozenset(),
 ) -> _Prepared:
     """Check, attribute, de-duplicate within the batch and map one device's readings."""
     part = _Prepared(device, source)
@@ -347,6 +357,15 @@ def _prepare(
         if patient is None:
             part.rejections.append(
                 (index, "the device was paired to no patient at the reading's time", item.raw)
+            )
+            continue
+        if patient in gone:
+            part.rejections.append(
+                (
+                    index,
+                    f"Patient/{patient}, paired at the reading's time, has been deleted",
+                    item.raw,
+                )
             )
             continue
         key = identifier(device.identifier, patient, checked)
