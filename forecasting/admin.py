@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from fhir_api.exceptions import FHIRError
+from twins.admin import ReadOnlyAdmin
 
 from . import services
 from .access import FORECAST_NOW, VIEW
@@ -19,7 +20,7 @@ from .models import ForecastRun
 
 
 @admin.register(ForecastRun)
-class ForecastRunAdmin(admin.ModelAdmin):
+class ForecastRunAdmin(ReadOnlyAdmin):
     list_display = (
         "patient",
         "vital",
@@ -70,15 +71,6 @@ class ForecastRunAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None) -> bool:
         return super().has_view_permission(request, obj) or request.user.has_perm(VIEW)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_forecast_permission(self, request) -> bool:
         return request.user.has_perm(FORECAST_NOW)

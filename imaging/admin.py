@@ -31,6 +31,7 @@ from django.utils.html import format_html, format_html_join
 
 from fhir_api.exceptions import FHIRError
 from fhir_api.models import Resource
+from twins.admin import ReadOnlyAdmin
 
 from . import services
 from .forms import ConfirmLinkForm, LinkForm, UploadForm
@@ -91,17 +92,6 @@ class QuarantineFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnly:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 def _instances_prefetch() -> Prefetch:
     return Prefetch(
         "instances",
@@ -132,7 +122,7 @@ def first_previewable(study: DicomStudy) -> DicomInstance | None:
 
 
 @admin.register(DicomStudy)
-class DicomStudyAdmin(ReadOnly, admin.ModelAdmin):
+class DicomStudyAdmin(ReadOnlyAdmin):
     change_list_template = "imaging/admin/study_change_list.html"
     change_form_template = "imaging/admin/study_change_form.html"
     list_display = (
@@ -340,7 +330,7 @@ class DicomStudyAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(DicomInstance)
-class DicomInstanceAdmin(ReadOnly, admin.ModelAdmin):
+class DicomInstanceAdmin(ReadOnlyAdmin):
     list_display = (
         "sop_instance_uid",
         "study_link",
