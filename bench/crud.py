@@ -48,11 +48,28 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (  # bench/ is not a package: its directory is on sys.path
+    CLK_TCK,
+    ROOT,
+    _children,
+    _machine_busy,
+    _postgres_pids,
+    _ticks,
+    free_port,
+    issue_token,
+    manage,
+    percentile,
+    recreate_database,
+    renice,
+    set_autogroup_nice,
+    start_gunicorn,
+    stop_server,
+    with_dbname,
+)
+
 FHIR_JSON = "application/fhir+json"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TARGETS = {"read": 2000.0, "create": 800.0}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- A minimal HTTP/1.1 keep-alive client -------------------------------------------------------
@@ -480,52 +497,6 @@ class Clients:
                 proc.terminate()
 
 
-# --- CPU accounting from /proc -----------------------------------------------------------------
-
-
-def _ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _postgres_pids(database: str | None) -> list[int]:
-    """The backends serving ``database`` (``postgres: … user database host`` in ps), or with
-    no database every PostgreSQL process, other users' included."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() not in ("postgres", "postmaster"):
-                        continue
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    words = f.read().replace(b"\0", b" ").decode(errors="replace").split()
-            except OSError:
-                continue
-            if database is None or database in words:
-                pids.append(int(entry))
-    return pids
-
-
-def _machine_busy() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        cpu = [int(x) for x in f.readline().split()[1:]]
-    idle = cpu[3] + cpu[4]
-    return sum(cpu) - idle, sum(cpu)
-
-
 class CPUMeter:
     """CPU seconds used by the server's processes, PostgreSQL and the whole machine."""
 
@@ -537,9 +508,7 @@ class CPUMeter:
     def renice(self) -> None:
         """Give the database's backends (the server's connections) the bench's priority."""
         if self.nice and self.database:
-            for pid in _postgres_pids(self.database):
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+            renice(_postgres_pids(self.database), self.nice)
 
     def snapshot(self) -> dict:
         server = {}
@@ -581,14 +550,6 @@ class Summary:
     server_ms: float | None  # server CPU milliseconds per request: robust to a noisy machine
     pg_ms: float
     ids: list
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return values[k]
 
 
 def summarise(kind: str, results: list[Result], cpu: dict, duration: float) -> Summary:
@@ -635,30 +596,6 @@ def run_workload(
 # --- Setting up a server of our own ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def with_dbname(url: str, name: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def recreate_database(admin_url: str, name: str, *, drop_only: bool = False) -> None:
-    import psycopg2
-    from psycopg2 import sql
-
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if not drop_only:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conn.close()
-
-
 class OwnServer:
     """A fresh database, migrated, a token, and gunicorn with the project's configuration."""
 
@@ -668,6 +605,7 @@ class OwnServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.log = None
         self.env = {
             **os.environ,
             "DATABASE_URL": self.db_url,
@@ -704,98 +642,31 @@ class OwnServer:
             )
 
     def manage(self, *argv: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "manage.py", *argv],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(argv)} failed:\n{out.stdout}{out.stderr}")
-        return out.stdout
+        return manage(self.env, *argv)
 
     def start(self) -> str:
         print(f"database {self.args.db_name}: dropping, creating, migrating …", flush=True)
         recreate_database(self.args.pg_url, self.args.db_name)
         self.manage("migrate", "--noinput")
         self.purge_tasks()
-        token = (
-            self.manage("issue_token", "bench", "--name", "bench/crud.py").strip().splitlines()[-1]
+        token = issue_token(self.env, "bench/crud.py")
+        self.proc, self.log = start_gunicorn(
+            self.env,
+            self.port,
+            self.args.gunicorn_arg,
+            self.args.server_log,
+            token,
+            nice=getattr(self.args, "nice", 0),
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "dth_project.wsgi",
-            "-c",
-            "dth_project/gunicorn.conf.py",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            *self.args.gunicorn_arg,
-        ]
-        print(f"server: {' '.join(cmd[2:])}", flush=True)
-        nice = getattr(self.args, "nice", 0)
-        self.log = open(self.args.server_log, "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=(lambda: os.setpriority(os.PRIO_PROCESS, 0, nice)) if nice else None,
-        )
-        print(f"server pid {self.proc.pid}, log {self.args.server_log}", flush=True)
-        if nice:
-            set_autogroup_nice(self.proc.pid, nice)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = Connection("127.0.0.1", self.port, timeout=2)
-                status, _, _ = conn.request(
-                    build_request("GET", f"127.0.0.1:{self.port}", "/fhir/metadata", token),
-                    retry_safe=True,
-                )
-                conn.close()
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: see {self.args.server_log}")
-            time.sleep(0.2)
         return token
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of its workers
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self.proc is not None:
-            self.log.close()
+        stop_server(self.proc, self.log)
         with contextlib.suppress(Exception):
             self.purge_tasks()
         if not self.args.keep_db:
             with contextlib.suppress(Exception):
                 recreate_database(self.args.pg_url, self.args.db_name, drop_only=True)
-
-
-def set_autogroup_nice(pid: int | str, nice: int) -> int | None:
-    """With autogroup scheduling (Linux), CPU is shared between sessions first: a process's nice
-    counts only within its session, so the session's group is given the nice value too.
-    Returns the group's previous nice value (None: no autogroup)."""
-    path = Path(f"/proc/{pid}/autogroup")
-    try:
-        before = int(path.read_text().split("nice")[1])
-        path.write_text(str(nice))
-    except (OSError, IndexError, ValueError):
-        return None
-    return before
 
 
 def analyze(database_url: str) -> None:

@@ -34,15 +34,14 @@ import io
 import logging
 import os
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import django_on  # bench/ is not a package: its directory is on sys.path
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clouddth_bench_dicom"
 PREVIEWS = (
     "CT_small.dcm",
@@ -54,28 +53,8 @@ PREVIEWS = (
 
 
 def setup(database_url: str, storage: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
     os.environ["DICOM_STORAGE_DIR"] = str(storage)
-    os.environ.setdefault("SECRET_KEY", "bench-dicom-" + "x" * 40)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
-    os.environ.setdefault("LOG_LEVEL", "ERROR")
-    name = database_url.rsplit("/", 1)[1]
-    admin = database_url.rsplit("/", 1)[0] + "/postgres"
-    exists = subprocess.run(
-        ["psql", admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if not exists:
-        subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], check=True)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    django_on(database_url, SECRET_KEY="bench-dicom-" + "x" * 40, LOG_LEVEL="ERROR")
 
 
 def test_files_root() -> Path:
@@ -182,10 +161,6 @@ def floor_round(folder: Path, out: Path) -> float:
             handle.flush()
             os.fsync(handle.fileno())
     return time.perf_counter() - start
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def bench_import(sets: dict[str, Path], storage: Path, scratch: Path, rounds: int) -> None:

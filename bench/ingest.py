@@ -69,21 +69,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crud import (  # bench/ is not a package
-    LOOPBACK,
-    Connection,
-    OwnServer,
+from common import (  # bench/ is not a package: its directory is on sys.path
+    CLK_TCK,
+    ROOT,
     _children,
     _machine_busy,
     _ticks,
     free_port,
+    pg,
+    popen_niced,
     recreate_database,
+    renice,
     set_autogroup_nice,
+    setup_django,
     with_dbname,
 )
+from crud import LOOPBACK, Connection, OwnServer
 
-ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 READING_SYSTEM = "urn:clouddth:device-reading"  # devices.mapping.READING_ID_SYSTEM
 TOPIC_PREFIX = "dth/devices"  # the consumers are told it (MQTT_TOPIC_PREFIX)
 HEART_RATE = ("http://loinc.org", "8867-4")
@@ -113,17 +115,9 @@ INDEX_TABLES = (
 # --- Inside Django (run as a subprocess on the bench database) --------------------------------
 
 
-def _django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
-    import django
-
-    django.setup()
-
-
 def internal_setup(out: str, patients: int, seed: int, readings: int, t0: str) -> None:
     """Patients, paired wristbands and keys (as simulate_wearables makes them), and readings."""
-    _django()
+    setup_django()
     from devices.management.commands.simulate_wearables import setup
     from devices.simulator import Episode, Simulator
     from fhir_api.search.dates import format_instant
@@ -182,7 +176,7 @@ def internal_floor_rows(setup_file: str, out_dir: str) -> None:
     identifier, observation, indexrows) and stored as the write path stores it
     (``services._content``), so the floor moves exactly the bytes the ingest moves.
     """
-    _django()
+    setup_django()
     from devices.adapters import native
     from devices.indexrows import observation_rows
     from devices.ranges import Ranges, settings_for
@@ -241,14 +235,6 @@ def internal_floor_rows(setup_file: str, out_dir: str) -> None:
 # --- Measuring ---------------------------------------------------------------------------------
 
 
-def pg(url: str):
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    return conn
-
-
 def searchable(conn) -> int:
     with conn.cursor() as cur:
         cur.execute(COUNT_SQL, [READING_SYSTEM])
@@ -272,9 +258,7 @@ def renice_backends(conn, dbname: str, nice: int) -> None:
         return
     with conn.cursor() as cur:
         cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [dbname])
-        for (pid,) in cur.fetchall():
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, nice)
+        renice([pid for (pid,) in cur.fetchall()], nice)
 
 
 class CPU:
@@ -506,15 +490,12 @@ class Broker:
             "max_queued_messages 0\n"
         )
         self.log = open(workdir / "mosquitto.log", "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
+        self.proc = popen_niced(
             [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+            nice,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_niced(nice),
         )
-        if nice:
-            set_autogroup_nice(self.proc.pid, nice)
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
@@ -533,10 +514,6 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait(5)
         self.log.close()
-
-
-def _niced(nice: int):
-    return (lambda: os.setpriority(os.PRIO_PROCESS, 0, nice)) if nice else None
 
 
 def mqtt_client(url: str, client_id: str, *, clean: bool = True, inflight: int = 20):
@@ -580,13 +557,8 @@ def run_mqtt(args, data: dict, env: dict, db_url: str, mqtt_url: str, workdir: P
             cmd = [sys.executable, "manage.py", "mqtt_ingest", "--client-id", client_id]
             cmd += ["--shared", *args.consumer_arg]
             consumers.append(
-                subprocess.Popen(
-                    cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_niced(args.nice),
-                )
-            )  # fmt: skip
-            if args.nice:
-                set_autogroup_nice(consumers[-1].pid, args.nice)
+                popen_niced(cmd, args.nice, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
         # Each consumer has subscribed once it says so and a message for it got through.
         deadline = time.monotonic() + 60
         for client_id, proc in zip(ids, consumers, strict=True):
@@ -685,8 +657,7 @@ def run_floor(db_url: str, rows_dir: Path, total: int, nice: int = 0) -> tuple[f
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
-            if nice:
-                os.setpriority(os.PRIO_PROCESS, cur.fetchone()[0], nice)
+            renice([cur.fetchone()[0]], nice)
             for table in columns:
                 cur.execute(f"DROP TABLE IF EXISTS floor_{table}")
                 cur.execute(

@@ -30,16 +30,13 @@ would), and for a few $lastn queries it prints p50/p95/min of ``--calls`` calls 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import django_on, percentile  # bench/ is not a package: its directory is on sys.path
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clouddth_bench_lastn"
 CODES = (
     "8867-4",
@@ -63,26 +60,7 @@ CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 
 def setup(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("SECRET_KEY", "bench-lastn-" + "x" * 40)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dth_project.settings")
-    name = database_url.rsplit("/", 1)[1]
-    admin = database_url.rsplit("/", 1)[0] + "/postgres"
-    exists = subprocess.run(
-        ["psql", admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if not exists:
-        subprocess.run(["psql", admin, "-c", f'CREATE DATABASE "{name}"'], check=True)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    django_on(database_url, SECRET_KEY="bench-lastn-" + "x" * 40)
 
 
 def load(patient: str, n: int) -> None:
@@ -124,7 +102,7 @@ def timed(calls: int, run: Callable[[], object]) -> str:
         run()
         samples.append(time.perf_counter() - start)
     samples.sort()
-    p95 = samples[max(0, round(len(samples) * 0.95) - 1)]
+    p95 = percentile(samples, 0.95)
     return (
         f"p50 {statistics.median(samples) * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
         f"   min {samples[0] * 1000:7.2f} ms"

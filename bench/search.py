@@ -63,19 +63,24 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crud import (  # bench/ is not a package: its directory is on sys.path
+from common import (  # bench/ is not a package: its directory is on sys.path
     CLK_TCK,
-    LOOPBACK,
     ROOT,
-    Connection,
     _children,
+    _postgres_pids,
     _ticks,
-    build_request,
+    database_exists,
     free_port,
+    issue_token,
+    manage,
     percentile,
+    pg,
     recreate_database,
+    start_gunicorn,
+    stop_server,
     with_dbname,
 )
+from crud import LOOPBACK, Connection, build_request
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -243,37 +248,6 @@ class Database:
     env: dict = field(default_factory=dict)
 
 
-def pg(url: str):
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    return conn
-
-
-def database_exists(admin_url: str, name: str) -> bool:
-    conn = pg(admin_url)
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        found = cur.fetchone() is not None
-    conn.close()
-    return found
-
-
-def manage(env: dict, *argv: str, timeout: float = 3600) -> str:
-    out = subprocess.run(
-        [sys.executable, "manage.py", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(argv)} failed:\n{out.stdout}{out.stderr}")
-    return out.stdout
-
-
 def loaded_patients(db: Database) -> set[int]:
     conn = pg(db.url)
     with conn.cursor() as cur:
@@ -310,7 +284,7 @@ def load(db: Database, args) -> dict:
     else:
         print(f"[{db.label}] database {db.name}: dropping, creating, migrating …", flush=True)
         recreate_database(args.pg_url, db.name)
-    manage(db.env, "migrate", "--noinput")
+    manage(db.env, "migrate", "--noinput", timeout=3600)
     have = loaded_patients(db)
     extra = sorted(i for i in have if i >= db.patients)
     if extra:
@@ -411,76 +385,27 @@ class Server:
         self.db, self.args = db, args
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.log = None
         self.env = {**db.env, "PORT": str(self.port)}
 
     def start(self) -> str:
-        token = manage(self.env, "issue_token", "bench", "--name", "bench/search.py")
-        token = token.strip().splitlines()[-1]
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "dth_project.wsgi",
-            "-c",
-            "dth_project/gunicorn.conf.py",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            *self.args.gunicorn_arg,
-        ]
-        self.log = open(self.args.server_log, "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        token = issue_token(self.env, "bench/search.py")
+        self.proc, self.log = start_gunicorn(
+            self.env,
+            self.port,
+            self.args.gunicorn_arg,
+            self.args.server_log,
+            token,
+            timeout=90,
+            interval=0.3,
         )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                conn = Connection("127.0.0.1", self.port, timeout=5)
-                status, _, _ = conn.request(
-                    build_request("GET", f"127.0.0.1:{self.port}", "/fhir/metadata", token),
-                    retry_safe=True,
-                )
-                conn.close()
-                if status == 200:
-                    return token
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: see {self.args.server_log}")
-            time.sleep(0.3)
+        return token
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self.proc is not None:
-            self.log.close()
+        stop_server(self.proc, self.log)
 
 
 # --- CPU accounting ----------------------------------------------------------------------------
-
-
-def _backends(dbname: str) -> list[int]:
-    """PostgreSQL backends connected to ``dbname`` (their command line names the database)."""
-    pids = []
-    needle = f" {dbname} ".encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read().replace(b"\0", b" "):
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
 class Meter:
@@ -497,7 +422,7 @@ class Meter:
         server = {}
         if self.server_pid:
             server = {p: _ticks(p) for p in [self.server_pid, *_children(self.server_pid)]}
-        return server, {p: _ticks(p) for p in _backends(self.dbname)}
+        return server, {p: _ticks(p) for p in _postgres_pids(self.dbname)}
 
     @staticmethod
     def used(a: tuple[dict, dict], b: tuple[dict, dict]) -> tuple[float, float]:
