@@ -11,8 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -42,6 +45,34 @@ def publisher() -> mqtt.Client:
     client.connect(host, port)
     client.loop_start()
     return client
+
+
+@contextmanager
+def consuming(name: str) -> Iterator[tuple[Consumer, mqtt.Client, list[BaseException]]]:
+    """A consumer (client id ``name-…``) running in a thread until idle for 3 s, subscribed
+    before the block (so its session exists when the block publishes), and a publisher; at the end of the block the consumer's run is awaited (30 s at most) and the
+    publisher disconnected. The list holds what escaped the consumer's run (a consumer must
+    not die of a message)."""
+    consumer = Consumer(client_id=f"{name}-{uuid.uuid4().hex[:8]}")
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consumer.run(until_idle=3.0)
+        except BaseException as exc:
+            failures.append(exc)
+
+    pub = publisher()
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert consumer.connected.wait(10)
+        time.sleep(0.3)
+        yield consumer, pub, failures
+        thread.join(30)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
 
 
 @pytest.fixture(autouse=True)
@@ -80,27 +111,14 @@ def readings(start: int, n: int) -> list[dict]:
 
 def test_messages_become_observations_and_bad_ones_dead_letters(device, prefix):
     dev, key, _patient = device
-    client_id = f"test-consumer-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(client_id=client_id)
-    pub = publisher()
-    try:
-        # Subscribe first so the persistent session exists, then publish.
-        import threading
-
-        thread = threading.Thread(target=consumer.run, kwargs={"until_idle": 3.0})
-        thread.start()
-        assert consumer.connected.wait(10)
-        time.sleep(0.3)
+    with consuming("test-consumer") as (_consumer, pub, failures):
         publish(pub, dev.identifier, key, {"readings": readings(0, 20)}).wait_for_publish(5)
         publish(pub, dev.identifier, key, {"readings": readings(0, 20)}).wait_for_publish(
             5
         )  # resend
         publish(pub, dev.identifier, "dk_wrong", {"readings": readings(100, 1)}).wait_for_publish(5)
         pub.publish(f"{prefix}/{dev.identifier}/readings", b"{broken", qos=1).wait_for_publish(5)
-        thread.join(30)
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
+    assert not failures
     assert device_observations().count() == 20
     reasons = list(DeadLetter.objects.filter(source="mqtt").values_list("reason", flat=True))
     assert len(reasons) == 2
@@ -209,23 +227,12 @@ def test_a_consumer_takes_only_its_own_prefix(device, prefix):
     are neither stored nor dead-lettered; the prefix comes from MQTT_TOPIC_PREFIX."""
     dev, key, _patient = device
     other = f"test-{uuid.uuid4().hex[:10]}/dth/devices"
-    consumer = Consumer(client_id=f"test-prefix-{uuid.uuid4().hex[:8]}")
-    assert consumer.topic == f"{prefix}/+/readings"
-    pub = publisher()
-    try:
-        import threading
-
-        thread = threading.Thread(target=consumer.run, kwargs={"until_idle": 3.0})
-        thread.start()
-        assert consumer.connected.wait(10)
-        time.sleep(0.3)
+    with consuming("test-prefix") as (consumer, pub, failures):
+        assert consumer.topic == f"{prefix}/+/readings"
         publish(pub, dev.identifier, key, {"readings": readings(0, 5)}, prefix=other)
         publish(pub, dev.identifier, key, {"readings": readings(100, 3)}).wait_for_publish(5)
         pub.publish(f"{other}/{dev.identifier}/readings", b"{broken", qos=1).wait_for_publish(5)
-        thread.join(30)
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
+    assert not failures
     assert consumer.processed == 1
     assert device_observations().count() == 3
     assert not DeadLetter.objects.exists()
