@@ -180,9 +180,9 @@ def internal_worker(stats_dir: str, argv: list[str]) -> None:
     read_new = services._new_observations
 
     def counted(*args, **kwargs):
-        new, seen = read_new(*args, **kwargs)  # (to apply, all above the safe watermark)
+        new, settled = read_new(*args, **kwargs)  # (to apply, the new safe watermark)
         current["rows"] = current.get("rows", 0) + len(new)
-        return new, seen
+        return new, settled
 
     services._new_observations = counted
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Max, Q, TextField, Value, When
+from django.db.models import BooleanField, Case, F, Max, Q, TextField, Value, When
 from django.utils import timezone
 
 from fhir_api import json_io
@@ -43,11 +43,11 @@ NEWS2_EVERY = timedelta(minutes=15)
 
 
 def _new_observations(
-    patient_id: str, settled: int, applied: frozenset[int] = frozenset()
-) -> tuple[list[tuple[int, str, str]], list[tuple[int, datetime]]]:
+    patient_id: str, settled: int, applied: frozenset[int] = frozenset(), cutoff=None
+) -> tuple[list[tuple[int, str, str]], int | None]:
     """The patient's Observations above the safe watermark ``settled``: (id, logical id, JSON)
-    of those not in ``applied``, oldest id first; and (id, last updated) of all of them, the
-    applied ones re-read without their content."""
+    of those not in ``applied``, oldest id first (the applied ones are re-read without their
+    content); and the highest id of them all stored at or before ``cutoff`` (None: none)."""
     pks = ReferenceIndex.objects.filter(
         resource_type="Observation",
         param="subject",
@@ -60,18 +60,26 @@ def _new_observations(
         body = Case(
             When(pk__in=list(applied), then=Value("")), default=body, output_field=TextField()
         )
+    old: Any = Value(False)
+    if cutoff is not None:
+        old = Case(
+            When(last_updated__lte=cutoff, then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
     rows = (
         Resource.objects.filter(pk__in=pks, deleted=False)
         .order_by("pk")
-        .annotate(body=body)
-        .values_list("pk", "last_updated", "logical_id", "body")[: MAX_PER_REFRESH + len(applied)]
+        .annotate(body=body, old=old)
+        .values_list("pk", "old", "logical_id", "body")[: MAX_PER_REFRESH + len(applied)]
     )
-    new, seen = [], []
-    for pk, last_updated, logical_id, content in rows:
-        seen.append((pk, last_updated))
+    new, oldest = [], None
+    for pk, stored_before, logical_id, content in rows:
+        if stored_before:
+            oldest = pk
         if pk not in applied:
             new.append((pk, logical_id, content))
-    return new, seen
+    return new, oldest
 
 
 def _oldest_writer() -> datetime | None:
@@ -91,16 +99,20 @@ def _oldest_writer() -> datetime | None:
         return cursor.fetchone()[0]
 
 
-def _settle(twin: PatientTwin, seen: list[tuple[int, datetime]], since: datetime) -> None:
-    """Move the safe watermark past the rows stored TWIN_SETTLE_SECONDS before ``since`` (the
-    older of now and the start of the oldest transaction still writing, read before the rows):
-    ids come from a sequence at insert, so every row with a lower id was inserted before them,
-    by a transaction that has ended since. The ids applied above it stay in ``applied_above``."""
+def _cutoff(since: datetime) -> datetime:
+    """Rows stored at or before this are settled: TWIN_SETTLE_SECONDS before ``since`` (the
+    older of now and the start of the oldest transaction still writing, read before the rows).
+    Ids come from a sequence at insert, so every row with a lower id than a settled one was
+    inserted before it, by a transaction that has ended since."""
     # SQLite lets one transaction write at a time, from its first insert to its commit: ids
     # commit in their order, and every row below a visible one is visible.
     settle = 0 if connection.vendor == "sqlite" else settings.TWIN_SETTLE_SECONDS
-    cutoff = since - timedelta(seconds=settle)
-    settled = max((pk for pk, last_updated in seen if last_updated <= cutoff), default=None)
+    return since - timedelta(seconds=settle)
+
+
+def _settle(twin: PatientTwin, settled: int | None) -> None:
+    """Move the safe watermark to ``settled``; the ids applied above it stay in
+    ``applied_above``."""
     if settled is not None and settled > twin.settled_upto:
         twin.settled_upto = settled
     twin.applied_above = sorted(pk for pk in twin.applied_above if pk > twin.settled_upto)
@@ -171,15 +183,17 @@ def _refresh(patient_id: str, now: datetime | None) -> PatientTwin | None:
         twin, _ = PatientTwin.objects.get_or_create(patient_id=patient_id)
         twin = PatientTwin.objects.select_for_update().get(pk=twin.pk)
         since = timezone.now()
-        oldest = _oldest_writer()  # before the rows are read: see _settle
+        oldest = _oldest_writer()  # before the rows are read: see _cutoff
         if oldest is not None:
             since = min(since, oldest)
         before = (twin.settled_upto, len(twin.applied_above))
-        rows, seen = _new_observations(patient_id, twin.settled_upto, frozenset(twin.applied_above))
+        rows, settled = _new_observations(
+            patient_id, twin.settled_upto, frozenset(twin.applied_above), _cutoff(since)
+        )
         if rows:
             twin.applied_above = [*twin.applied_above, *(pk for pk, _id, _body in rows)]
             twin.applied_upto = max(twin.applied_upto, rows[-1][0])
-        _settle(twin, seen, since)
+        _settle(twin, settled)
         if not rows and now is None:
             if (twin.settled_upto, len(twin.applied_above)) != before:
                 twin.save(update_fields=["settled_upto", "applied_above", "updated"])
