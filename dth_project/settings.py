@@ -199,6 +199,19 @@ CELERY_TIMEZONE = "UTC"
 TWIN_SETTLE_SECONDS = env_int("TWIN_SETTLE_SECONDS", 5)
 # A transaction open longer than this (a session idle in a transaction) no longer holds it back
 TWIN_SETTLE_MAX_SECONDS = env_int("TWIN_SETTLE_MAX_SECONDS", 600)
+# Where the "a refresh of this patient is queued and has not started" keys live, so a burst of
+# writes queues one refresh: a Redis URL; by default the broker's when it is Redis (the keys are
+# named for the queue); "off", or a broker that is not Redis with no URL given: every write
+# queues one.
+_redis_broker = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+TWIN_REFRESH_DEBOUNCE_URL = os.environ.get("TWIN_REFRESH_DEBOUNCE_URL") or (
+    CELERY_BROKER_URL if _redis_broker else ""
+)
+if TWIN_REFRESH_DEBOUNCE_URL == "off":
+    TWIN_REFRESH_DEBOUNCE_URL = ""
+# Seconds a "queued" key lasts: a refresh lost with its task (a worker killed) delays the next
+# by at most this long
+TWIN_REFRESH_DEBOUNCE_SECONDS = env_int("TWIN_REFRESH_DEBOUNCE_SECONDS", 10)
 
 # --- Forecasting (forecasting/) ---------------------------------------------------------------
 try:

@@ -1,4 +1,5 @@
-"""What makes twins move: every committed write that concerns a patient queues a refresh."""
+"""What makes twins move: every committed write that concerns a patient queues a refresh (one
+at a time per patient: ``debounce``)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ from django.db import transaction
 
 from fhir_api.models import ReferenceIndex
 
+from . import debounce
+
 log = logging.getLogger(__name__)
 WATCHED = {"Observation"}
 
 
 def _queue(patient_ids) -> None:
+    """Publish a refresh of each patient, unless one is queued and has not started yet
+    (``debounce``: it will read what was just committed)."""
     from .tasks import refresh_twin
 
-    for patient_id in sorted(set(patient_ids)):
+    for patient_id in debounce.claim(sorted(set(patient_ids))):
         try:
             refresh_twin.delay(patient_id)
         except Exception:  # a twin that fails to update must not fail the write that fed it
+            debounce.release(patient_id)  # not queued after all: the next write tries again
             log.exception("could not refresh the twin of Patient/%s", patient_id)
 
 

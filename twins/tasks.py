@@ -5,12 +5,15 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
+from . import debounce
 from .models import PatientTwin
 from .services import refresh, revise
 
 
 @shared_task(acks_late=True, max_retries=5, default_retry_delay=2)
 def refresh_twin(patient_id: str) -> None:
+    # Before anything is read: a write committed from now on queues a refresh of its own.
+    debounce.release(patient_id)
     refresh(patient_id)
 
 
