@@ -31,6 +31,12 @@ def _flag(alert: Alert, finding: Finding, *, end: datetime | None = None) -> Non
     )
 
 
+def _headline(summary: str) -> str | None:
+    """What a summary states before its details ("NEWS2 6 (partial)"); None when it has none."""
+    head, sep, _rest = summary.partition(":")
+    return head if sep else None
+
+
 def _finding_of(alert: Alert) -> Finding:
     from .rules import LOCAL, REGISTRY
 
@@ -101,7 +107,14 @@ def reconcile(patient_id: str, findings: list[Finding], now: datetime) -> list[A
         else:
             alert.lower_since = None
             if finding.summary != alert.summary:
+                restated = _headline(finding.summary) != _headline(alert.summary)
                 alert.summary = finding.summary[:300]
+                if restated:
+                    # Same severity, another score (NEWS2 5 → 6): the Flag a FHIR client reads
+                    # says so. Values that move within one score do not make a new version.
+                    alert.evidence = list(finding.evidence)
+                    _flag(alert, finding)
+                    changed.append(alert)
         alert.save()
     for problem, alert in open_alerts.items():
         if problem in by_problem or now - alert.last_seen < CALM_PERIOD:
