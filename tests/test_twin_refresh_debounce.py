@@ -29,6 +29,7 @@ from django.utils import timezone
 from dth_project.celery import app as project_app
 from twins.models import PatientTwin, VitalHour
 
+from .celery_support import server_ready, spawn_server, spawn_worker, worker_ready
 from .test_twin_celery import BROKER, TASK, WAIT, Stack, _wait
 from .twin_views_support import make_patient
 
@@ -46,56 +47,24 @@ class SplitStack(Stack):
 
     def start(self) -> None:
         self.producer.connection_for_write().ensure_connection(max_retries=1)
-        with open(self.server_log, "w") as log:
-            self.server = self._spawn(
-                [
-                    "gunicorn",
-                    "dth_project.wsgi",
-                    "-c",
-                    "dth_project/gunicorn.conf.py",
-                    "-b",
-                    f"127.0.0.1:{self.port}",
-                    "-w",
-                    "2",
-                ],
-                log,
-            )
-
-        def ready() -> bool:
-            if self.server.poll() is not None:
-                raise RuntimeError(f"the server exited, see {self.server_log}")
-            try:
-                return requests.get(f"{self.url}/fhir/metadata", timeout=5).ok
-            except requests.RequestException:
-                return False
-
-        _wait(ready, "the server to start", timeout=120, interval=0.3)
+        self.server = spawn_server(self.env, self.port, self.server_log)
+        self.procs.append(self.server)
+        _wait(
+            lambda: server_ready(self.server, self.url, self.server_log),
+            "the server to start",
+            timeout=120,
+            interval=0.3,
+        )
 
     def start_worker(self) -> None:
-        with open(self.worker_log, "w") as log:
-            worker = self._spawn(
-                [
-                    "celery",
-                    "-A",
-                    "dth_project",
-                    "worker",
-                    "--pool=prefork",
-                    "--concurrency=2",
-                    "--loglevel=INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    f"--hostname={self.queue}@%h",
-                ],
-                log,
-            )
-
-        def ready() -> bool:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited, see {self.worker_log}")
-            return " ready." in self.worker_log.read_text()
-
-        _wait(ready, "the worker to start", timeout=120, interval=0.3)
+        worker = spawn_worker(self.env, self.queue, self.worker_log)
+        self.procs.append(worker)
+        _wait(
+            lambda: worker_ready(worker, self.worker_log),
+            "the worker to start",
+            timeout=120,
+            interval=0.3,
+        )
 
     def queued(self) -> int:
         """Messages waiting in the run's queue (kombu's Redis lists, one per priority)."""
