@@ -114,7 +114,7 @@ def undecodable_reason(dataset: Dataset) -> str:
     label = _syntax_label(syntax)
     try:
         decoder = get_decoder(syntax)
-    except NotImplementedError:
+    except NotImplementedError:  # pydicom's answer for a syntax it has no decoder class for
         return f"no decoder exists here for the transfer syntax {label}"
     if not decoder.is_available:
         needs = "; ".join(decoder.missing_dependencies)

@@ -65,7 +65,7 @@ def test_rendered_answers_the_png_of_the_stored_file(api, instances):
     response = api.get(url(ct))
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
-    # The very pixels of the file drawn directly: windowed CT, not a placeholder.
+    # The same pixels as the stored file rendered directly: the CT with its window applied.
     assert np.array_equal(pixels(response.content), pixels(render_png(dataset_of(CT_WINDOWED))))
 
 

@@ -346,7 +346,7 @@ def keys_sql(
                COALESCE({first("system", same_code)}, {first("system", f"t.code = {next_code}")})
         FROM walk w WHERE w.code IS NOT NULL
     """
-    # Every placeholder of the walk is one of where's, once per subquery.
+    # The walk repeats where's %s parameters once per subquery: bind them that many times.
     walk_params = params * (walk.count("%s") // where.count("%s"))
     codes = f"""
         SELECT w.system, w.code, '' AS label FROM walk w WHERE w.code IS NOT NULL
