@@ -21,7 +21,6 @@ from datetime import timedelta
 
 import pytest
 import redis
-import requests
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -30,7 +29,7 @@ from dth_project.celery import app as project_app
 from twins.models import PatientTwin, VitalHour
 
 from .celery_support import server_ready, spawn_server, spawn_worker, worker_ready
-from .test_twin_celery import BROKER, TASK, WAIT, Stack, _wait
+from .test_twin_celery import BROKER, TASK, WAIT, Stack, _wait, fhir  # noqa: F401 (a fixture)
 from .twin_views_support import make_patient
 
 BURST = 50
@@ -99,15 +98,6 @@ def stack(django_db_setup, django_db_blocker) -> Iterator[SplitStack]:
         running.stop()
 
 
-@pytest.fixture
-def fhir(stack, transactional_db, token) -> requests.Session:
-    session = requests.Session()
-    session.headers.update(
-        {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
-    )
-    return session
-
-
 def create_heart_rate(stack: SplitStack, session, patient: str, value: float, at) -> None:
     observation = {
         "resourceType": "Observation",
@@ -130,7 +120,7 @@ def heart_rates(patient: str) -> int:
     )
 
 
-def test_a_burst_of_creates_queues_one_refresh_and_all_are_applied(stack, fhir):
+def test_a_burst_of_creates_queues_one_refresh_and_all_are_applied(stack, fhir):  # noqa: F811
     patient = make_patient("Burst")
     base = timezone.now() - timedelta(minutes=BURST + 5)
     for i in range(BURST):
@@ -149,7 +139,7 @@ def test_a_burst_of_creates_queues_one_refresh_and_all_are_applied(stack, fhir):
     assert not stack.pending(patient)  # the task started: the next write queues one again
 
 
-def test_a_reading_committed_while_a_refresh_runs_is_applied(stack, fhir):
+def test_a_reading_committed_while_a_refresh_runs_is_applied(stack, fhir):  # noqa: F811
     if connection.vendor != "postgresql":
         pytest.skip("holds the twin's row lock from another connection (PostgreSQL)")
     if not stack.worker_log.exists() or " ready." not in stack.worker_log.read_text():
