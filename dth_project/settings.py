@@ -82,7 +82,9 @@ FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 50 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with CloudDTH's site: its branding, and forged action selections
+    # refused instead of ending in a server error (dth_project/admin_site.py).
+    "dth_project.apps.CloudDTHAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -178,6 +180,9 @@ else:
             f"{_options.get('options', '')} -c random_page_cost={_page_cost}".strip()
         )
 DATABASES = {"default": _default_db}
+# The hottest write statements are prepared once per PostgreSQL session (fhir_api.prepared);
+# off for a pooler in transaction mode (PgBouncer's), whose server sessions change under a client.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery ----------------------------------------------------------------------------------

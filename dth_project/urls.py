@@ -8,11 +8,8 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import include, path
 
-# The admin is where staff work (records, devices, the clinicians' views): branded as CloudDTH.
-admin.site.site_header = "CloudDTH"
-admin.site.site_title = "CloudDTH"
-admin.site.index_title = "Health records, devices and patient twins"
-
+# admin.site is dth_project.admin_site.CloudDTHAdminSite (settings.INSTALLED_APPS): its branding
+# and the check of action selections are there.
 urlpatterns = [
     path("", lambda request: redirect("admin:index"), name="home"),
     path("admin/", admin.site.urls),
