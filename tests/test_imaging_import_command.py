@@ -111,3 +111,28 @@ def test_exit_status_of_the_real_command(tmp_path, transactional_db):
     assert "1 stored, 0 duplicate(s), 0 failed" in good.stdout
     assert (tmp_path / "store").is_dir()
     assert DicomInstance.objects.count() == 1
+
+
+def test_a_named_pipe_in_the_folder_is_reported_and_does_not_block_the_import(
+    tmp_path,
+    dicom_storage,  # noqa: F811
+):
+    """A FIFO left in a folder (or named on the command line) is listed as failed, not opened
+    and waited on until something writes to it."""
+    source = tmp_path / "with-fifo"
+    source.mkdir()
+    (source / "ct.dcm").write_bytes(data_of(CT))
+    os.mkfifo(source / "pipe.dcm")
+    os.mkfifo(tmp_path / "named.dcm")
+    out = StringIO()
+
+    with pytest.raises(CommandError):
+        call_command(
+            "import_dicom", str(source), str(tmp_path / "named.dcm"), stdout=out, stderr=StringIO()
+        )
+
+    text = out.getvalue()
+    assert f"FAILED {source / 'pipe.dcm'}: " in text and "not a regular file (a FIFO)" in text
+    assert f"FAILED {tmp_path / 'named.dcm'}: " in text
+    assert "1 stored, 0 duplicate(s), 2 failed" in text
+    assert DicomInstance.objects.count() == 1

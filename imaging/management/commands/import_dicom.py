@@ -13,6 +13,7 @@ not failed: the files it lists are found by the walk itself.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from imaging.services import StoreResult, store_files
 def walk(roots: list[str]) -> Iterator[Path]:
     for root in roots:
         path = Path(root)
-        if path.is_file():
+        if not path.is_dir():
+            # A file, or something that is neither (a FIFO, a device): _read says which.
             yield path
             continue
         for folder, dirs, names in os.walk(path):
@@ -102,10 +104,23 @@ class Command(BaseCommand):
             raise CommandError(f"{len(total.failed)} file(s) failed", returncode=1)
 
 
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file. Opened without blocking and checked on the
+    open descriptor: a FIFO (named pipe) found in the folder would otherwise block the import
+    until something wrote to it, and a device file would be read as if it were DICOM."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket or device"
+            raise OSError(f"not a regular file ({kind})")
+        return file.read()
+
+
 def _read(paths: list[Path]) -> Iterator[tuple[str, bytes | _Unreadable]]:
     for path in paths:
         try:
-            data = path.read_bytes()
+            data = _read_regular(path)
         except OSError as exc:
             # store_files reports a file it cannot read; give it something that says why.
             yield str(path), _Unreadable(exc)
