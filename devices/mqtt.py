@@ -122,6 +122,7 @@ def _parse(message: Message, prefix: str | None, keys: dict[str, Any]):
     ``keys``: the devices of the keys seen in this batch (a device sends many messages)."""
     text = message.payload.decode("utf-8", "replace")
     claimed = ""
+    authenticated = False
     try:
         claimed = device_of(message.topic, prefix)
         body = json_io.loads(message.payload)
@@ -133,6 +134,7 @@ def _parse(message: Message, prefix: str | None, keys: dict[str, Any]):
             device = keys[key]
         if device is None or device.identifier != claimed:
             raise NotAuthenticated(f"no valid key for device '{claimed}' in the message")
+        authenticated = True
         named = device_named(body)
         if named is not None and named != claimed:
             raise BadRequest(f"the message names device '{named}' on the topic of '{claimed}'")
@@ -141,9 +143,13 @@ def _parse(message: Message, prefix: str | None, keys: dict[str, Any]):
         error = as_fhir_error(exc)
         if error.status >= 500:
             raise
-        services.dead_letter(
-            "mqtt", claimed, f"{error.status}: {error.diagnostics}", _without_key(text)
-        )
+        reason = f"{error.status}: {error.diagnostics}"
+        if authenticated:
+            services.dead_letter("mqtt", claimed, reason, _without_key(text))
+        else:  # anyone can publish: kept only within bounds
+            services.unauthenticated_letter(
+                "mqtt", claimed, reason, _without_key(text).encode("utf-8")
+            )
         return None
 
 

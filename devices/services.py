@@ -13,10 +13,12 @@ several devices' readings at once (an MQTT consumer's batch), in one transaction
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -31,6 +33,8 @@ from .models import DeadLetter, Device, DeviceKey, Pairing, ReadingKey
 from .ranges import Ranges, settings_for
 from .readings import Checked, Reading, Rejected, check, identifier, observation
 from .signals import readings_stored
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -233,6 +237,43 @@ def _claim(keys: list[str]) -> set[str]:
 def dead_letter(source: str, device_identifier: str, reason: str, payload: Any) -> DeadLetter:
     """Keep something that could not be stored, as it came, with why."""
     return DeadLetter.objects.create(**_letter(source, device_identifier, reason, payload))
+
+
+def unauthenticated_letter(source: str, claimed: str, reason: str, payload: bytes) -> bool:
+    """Keep, as a dead letter, what came without a valid device key, if it may be kept.
+
+    A wearable whose key was revoked or mis-provisioned still sends a patient's readings: they
+    are kept, to be looked at and replayed. But anyone can send without a key, so only for a
+    device in the registry (``claimed``: the device the topic or body names), while the device
+    has fewer than ``DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR`` dead letters from the last hour,
+    and bodies of at most ``DEVICE_UNAUTHENTICATED_LETTER_BYTES``; the rest is answered (401)
+    and logged, not stored.
+    Returns whether it was kept.
+    """
+    limit = django_settings.DEVICE_UNAUTHENTICATED_LETTER_BYTES
+    why = None
+    if len(payload) > limit:
+        why = f"the body is larger than {limit} bytes"
+    elif (
+        not claimed
+        or "\x00" in claimed  # no registered identifier has one (and PostgreSQL takes none)
+        or not Device.objects.filter(identifier=claimed[:100]).exists()
+    ):
+        why = "it names no registered device"
+    else:
+        since = timezone.now() - timedelta(hours=1)
+        # Every letter of the device counts (the reason of one without a key can be any: bad
+        # JSON is a 400); those sent with a valid key are kept whatever this says.
+        recent = DeadLetter.objects.filter(
+            device_identifier=claimed[:100], received__gte=since
+        ).count()
+        if recent >= django_settings.DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR:
+            why = f"device '{claimed}' already has {recent} dead letters from the last hour"
+    if why is not None:
+        log.warning("not kept: a %s message without a valid device key: %s", source, why)
+        return False
+    dead_letter(source, claimed, reason, payload.decode("utf-8", "replace"))
+    return True
 
 
 def _letter(source: str, device_identifier: str, reason: str, payload: Any) -> dict[str, Any]:

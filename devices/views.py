@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
@@ -28,8 +29,9 @@ from .readings import Rejected, parse_time
 class ReadingsView(APIView):
     """``POST /api/devices/readings``: a batch of readings; 202 with accepted/duplicate/rejected.
 
-    Anything refused — an unknown key, a malformed payload — is also kept as a dead letter
-    (with the body as it came), so that it can be looked at and replayed.
+    Anything refused — a malformed payload, a reading out of range — is also kept as a dead
+    letter (with the body as it came), so that it can be looked at and replayed; what came
+    without a valid key only within the bounds of ``services.unauthenticated_letter``.
     """
 
     authentication_classes: list = []
@@ -37,9 +39,22 @@ class ReadingsView(APIView):
     parser_classes: list = []
 
     def post(self, request):
-        body_text = read_body(request.stream).decode("utf-8", "replace")
         try:
             device = self._device(request)
+        except Exception as exc:
+            # Read no more than may be kept: anyone can send without a key.
+            limit = settings.DEVICE_UNAUTHENTICATED_LETTER_BYTES
+            body = request.stream.read(limit + 1) if request.stream is not None else b""
+            error = as_fhir_error(exc)
+            services.unauthenticated_letter(
+                "http",
+                self._claimed_device(body.decode("utf-8", "replace")),
+                f"{error.status}: {error.diagnostics}",
+                body,
+            )
+            raise
+        body_text = read_body(request.stream).decode("utf-8", "replace")
+        try:
             body = json_io.loads(body_text)
             named = device_named(body)
             if named is not None and named != device.identifier:

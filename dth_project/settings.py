@@ -261,6 +261,12 @@ MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 # Device readings are published to <prefix>/<device>/readings; deployments (or test runs) that
 # share a broker each take a prefix of their own (devices.mqtt checks it).
 MQTT_TOPIC_PREFIX = os.environ.get("MQTT_TOPIC_PREFIX", "dth/devices")
+# What a sender without a valid device key may leave as dead letters (devices.services
+# .unauthenticated_letter): only for a registered device, at most this many an hour per device,
+# each at most this many bytes. Enough to see and replay a wearable whose key was revoked or
+# mis-provisioned; not a way for anyone to fill the database.
+DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR = env_int("DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR", 60)
+DEVICE_UNAUTHENTICATED_LETTER_BYTES = env_int("DEVICE_UNAUTHENTICATED_LETTER_BYTES", 64 * 1024)
 
 # --- Auth, i18n, static ----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
