@@ -438,3 +438,33 @@ def test_paging_when_the_record_was_written_before_the_patient(api):
         ["Observation/early-1"],
         ["Observation/early-2"],
     ]
+
+
+def test_a_reference_to_another_servers_patient_of_the_same_id_is_not_in_the_compartment(
+    api, record
+):
+    """``http://elsewhere.example/fhir/Patient/p1`` is another server's p1, not ours: what points
+    there is not in our p1's record; an absolute reference under our own base is."""
+    observation = {"resourceType": "Observation", "status": "final", "code": code("8867-4")}
+    put(
+        api,
+        {
+            **observation,
+            "id": "o-elsewhere",
+            "subject": ref("http://elsewhere.example/fhir/Patient/p1"),
+        },
+    )
+    put(
+        api,
+        {
+            **observation,
+            "id": "o-own-absolute",
+            "subject": ref("http://testserver/fhir/Patient/p1"),
+        },
+    )
+
+    got = set(entries(everything(api)))
+
+    assert "Observation/o-elsewhere" not in got
+    assert "Observation/o-own-absolute" in got
+    assert record["match"] <= got

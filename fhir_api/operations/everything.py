@@ -43,6 +43,7 @@ from ..search import registry
 from ..search.dates import parse_interval
 from ..search.params import check_text, whole_number
 from ..search.query import snapshot_now
+from ..search.types.reference import own_base
 
 SPEC = "hl7.org/fhir/R4B/patient-operation-everything.html"
 PARAMS = ("_since", "_type", "_count", "start", "end", "_snapshot", "_cursor")
@@ -254,7 +255,14 @@ class Statements:
             " WHERE x.target_type = %s AND x.target_id = %s"
             f" AND (x.resource_type || ':' || x.param) IN ({_marks(pairs)})"
         )
-        return sql, ["Patient", self.patient.logical_id, *pairs]
+        params: list[Any] = ["Patient", self.patient.logical_id, *pairs]
+        base = own_base()
+        if base:
+            # An absolute reference is ours only under our base: another server's Patient/p1
+            # is not this one (as in search, types/reference.local_q).
+            sql += " AND (x.url = '' OR substr(x.url, 1, %s) = %s)"
+            params += [len(base) + 1, base + "/"]
+        return sql, params
 
     def row_filters(self) -> tuple[str, list[Any]]:
         """Conditions on a resource row ``r``: current, in the snapshot, ``_type``, ``_since``."""
