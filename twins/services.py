@@ -448,19 +448,26 @@ _NOT_AGGREGATED = {"fall", "irregular_rhythm", "battery"}
 LATEST_SCAN = 50
 
 
-def _aggregated(obs: dict | None, patient_id: str) -> list[tuple[str, datetime, float]]:
-    """(vital, hour, value) of the readings ``obs`` gave the patient's hourly aggregates."""
+def _readings(obs: dict | None, patient_id: str) -> list[tuple[str, datetime, float]]:
+    """(vital, effective time, value) of the readings ``obs`` gave the patient's aggregates."""
     if not obs:
         return []
     subject = obs.get("subject") if isinstance(obs.get("subject"), dict) else {}
     at = effective(obs)
     if subject.get("reference") != f"Patient/{patient_id}" or at is None:
         return []
-    hour = at.replace(minute=0, second=0, microsecond=0)
     return [
-        (vital, hour, value)
+        (vital, at, value)
         for vital, value in readings_of(obs)
         if vital not in _NOT_AGGREGATED and value is not None
+    ]
+
+
+def _aggregated(obs: dict | None, patient_id: str) -> list[tuple[str, datetime, float]]:
+    """(vital, hour, value) of the readings ``obs`` gave the patient's hourly aggregates."""
+    return [
+        (vital, at.replace(minute=0, second=0, microsecond=0), value)
+        for vital, at, value in _readings(obs, patient_id)
     ]
 
 
@@ -529,13 +536,43 @@ def _newest(patient_id: str, vital: str, twin: PatientTwin) -> dict | None:
     return None
 
 
+def _trend(patient_id: str, vital: str, twin: PatientTwin, clock: datetime) -> dict | None:
+    """The twin's ``trend`` of ``vital`` computed again from what is stored now: the hourly
+    aggregates up to a few hours before ``clock``, then the readings since (``state``)."""
+    recent = (clock - timedelta(hours=state.TREND_RAW_HOURS)).replace(
+        minute=0, second=0, microsecond=0
+    )
+    hourly = [
+        (hour, total / n)
+        for hour, total, n in VitalHour.objects.filter(
+            patient_id=patient_id,
+            vital=vital,
+            hour__gte=clock - timedelta(days=state.TREND_DAYS),
+            hour__lt=recent,
+        ).values_list("hour", "total", "n")
+        if n
+    ]
+    contents = Resource.objects.filter(
+        pk__in=_applied(patient_id, codes_for(vital), twin)
+        .filter(low__gte=recent)
+        .values("resource_id")
+    ).values_list("content", flat=True)
+    readings = [
+        (at, value)
+        for content in contents
+        for name, at, value in _readings(json_io.loads(content), patient_id)
+        if name == vital
+    ]
+    return state.recomputed_trend(hourly, readings)
+
+
 def revise(observation_id: str, version_id: int) -> list[str]:
     """An Observation the twin has applied was updated (a corrected value, entered-in-error) or
     deleted: the hourly aggregates of the hours its previous and current versions touched are
     counted again from the stored Observations, the latest value it was is found again, the
-    baselines of its vitals are recomputed and the rules run again, so that the twin (NEWS2,
-    baselines, charts) and the forecasts built on its aggregates no longer count it. The
-    trends (exponentially weighted means) are not unwound. Returns the patients revised.
+    baselines and trends (exponentially weighted means) of its vitals are computed again and the
+    rules run again, so that the twin (NEWS2, baselines, trends, charts) and the forecasts built
+    on its aggregates no longer count it. Returns the patients revised.
 
     An Observation the twin has not applied yet needs nothing: the refresh applies its
     current version (or nothing, once deleted)."""
@@ -593,6 +630,13 @@ def _revise(
                 if twin.state.get("clock")
                 else timezone.now()
             )
+            trend = twin.state.setdefault("trend", {})
+            for vital in vitals:
+                again = _trend(patient_id, vital, twin, clock)
+                if again is None:
+                    trend.pop(vital, None)
+                else:
+                    trend[vital] = again
             baselined = vitals & set(state.BASELINED)
             if baselined:
                 twin.state.setdefault("baseline", {}).update(

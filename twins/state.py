@@ -64,6 +64,28 @@ def _ewma(
     }
 
 
+# A trend computed again (after a correction): hourly means stand in for the readings older
+# than this many hours, whose weight in the 1-hour mean is then below e^-6 (0.25 %), and
+# nothing older than TREND_DAYS counts (its weight in the 24-hour mean is below e^-7).
+TREND_RAW_HOURS = 6
+TREND_DAYS = 7
+
+
+def recomputed_trend(
+    hourly: Iterable[tuple[datetime, float]], readings: Iterable[tuple[datetime, float]]
+) -> dict[str, Any] | None:
+    """The trend of one vital computed again from its stored data, in time order: ``hourly``,
+    (hour, mean) of the hours before the recent ones, each taken as one reading at the middle of
+    its hour, then the recent ``readings`` themselves, (time, value). None without data."""
+    trend = None
+    last = None
+    points = [(hour + timedelta(minutes=30), mean) for hour, mean in sorted(hourly)]
+    for at, value in points + sorted(readings):
+        trend = _ewma(trend, value, at, last or at)
+        last = max(at, last or at)
+    return trend
+
+
 class Batch:
     """The hourly aggregates a batch of readings adds, written in one statement, and how many
     Observations of the batch changed the twin's state."""
