@@ -197,13 +197,17 @@ def search(
             check_resource_type(resource_type)
     request = search_query.parse(resource_types, items, strict=strict)
     first = request.snapshot is None
-    qs = search_query.apply(request)
+    where = search_query.conditions(request)
+    # The usual search is written as SQL straight from its conditions; the ORM builds the rest.
+    ids = search_query.matches_sql(request, where)
+    qs = search_query.apply(request, where) if ids is None else None
     # Page, total and snapshot in one statement (search.fetch); one more row tells if more follow.
     want_rows = request.summary != "count" and request.count
     start = request.offset
     followed = followed_includes(request) if want_rows else None
     fetched = fetch(
         qs,
+        ids=ids,
         start=start,
         stop=start + request.count + 1 if want_rows else start,
         total=request.total == "accurate",
@@ -214,7 +218,10 @@ def search(
     )
     if first:
         request.snapshot = fetched.snapshot or 0
-    total = estimate_count(qs) if request.total == "estimate" else fetched.total
+    if request.total == "estimate":
+        total = estimate_count(qs if qs is not None else search_query.apply(request, where))
+    else:
+        total = fetched.total
     more = len(fetched.rows) > request.count
     rows: list[Resource] = fetched.rows[: request.count]
     next_query = search_query.page_query(request, request.offset + request.count) if more else None

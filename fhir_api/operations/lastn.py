@@ -56,14 +56,14 @@ from django.utils.dateparse import parse_datetime
 from .. import json_io
 from ..exceptions import BadRequest
 from ..interactions import Answer, Context
-from ..models import INDEX_MODELS, DateIndex, ReferenceIndex, Resource, TokenIndex
+from ..models import DateIndex, ReferenceIndex, Resource, TokenIndex
 from ..reads import Page, searchset_bundle
 from ..search import include as search_include
 from ..search import query as search_query
 from ..search.extract import split_reference, token_values
 from ..search.fhirpath import Node
 from ..search.params import Criterion, split_escaped, whole_number
-from ..search.types.base import Ctx
+from ..search.types.base import Ctx, index_rows
 
 SPEC = "hl7.org/fhir/R4B/observation-operation-lastn.html"
 OBSERVATION = "Observation"
@@ -221,12 +221,8 @@ def _tables() -> dict[str, str]:
 
 def _index_subquery(q: Q) -> QuerySet | None:
     """The index-row subquery of a criterion that is just ``pk IN (index rows)``, if it is one."""
-    if q.negated or len(q.children) != 1 or not isinstance(q.children[0], tuple):
-        return None
-    lookup, value = q.children[0]
-    if lookup == "pk__in" and isinstance(value, QuerySet) and value.model in INDEX_MODELS:
-        return value
-    return None
+    found = index_rows(q)
+    return None if found is None else found.queryset().values("resource_id")
 
 
 def _others_sql(

@@ -142,12 +142,12 @@ def _snapshot_sql() -> str:
     return f"SELECT MAX(id) FROM {_TABLE}"
 
 
-def _row(values) -> Resource:
-    return Resource.from_db(connection.alias, _FIELD_NAMES, values)
+def _row(values, alias: str | None = None) -> Resource:
+    return Resource.from_db(alias or connection.alias, _FIELD_NAMES, values)
 
 
 def fetch(
-    qs: QuerySet,
+    qs: QuerySet | None,
     *,
     start: int,
     stop: int,
@@ -156,6 +156,7 @@ def fetch(
     by_pk: bool = True,
     includes: list[Followed] | None = None,
     shown: int = 0,
+    ids: tuple[str, list] | None = None,
 ) -> Fetched:
     """Rows ``[start:stop]`` of ``qs`` (none if ``stop <= start``), with the count of all its
     rows if ``total`` and the newest resource row id if ``snapshot``, in one statement.
@@ -163,10 +164,15 @@ def fetch(
     ``by_pk``: ``qs`` is ordered by primary key alone (a search without ``_sort``).
     ``includes``: forward ``_include`` references to follow from the first ``shown`` rows, in
     the same statement (``Fetched.included``); only with ``by_pk``.
+    ``ids``: the SQL of the ids ``qs`` matches, when the caller has it (``query.matches_sql``);
+    ``qs`` may then be None.
     """
     if by_pk:
-        return _fetch_by_pk(qs, start, stop, total, snapshot, includes or [], shown)
-    assert not includes
+        if ids is None:
+            assert qs is not None
+            ids = _index_matches(qs) or _ids(qs)
+        return _fetch_by_pk(ids, start, stop, total, snapshot, includes or [], shown)
+    assert not includes and qs is not None
     return _fetch_sorted(qs, start, stop, total, snapshot)
 
 
@@ -203,7 +209,7 @@ def _included_sql(includes: list[Followed]) -> tuple[str, list]:
 
 
 def _fetch_by_pk(
-    qs: QuerySet,
+    ids: tuple[str, list],
     start: int,
     stop: int,
     total: bool,
@@ -211,7 +217,7 @@ def _fetch_by_pk(
     includes: list[Followed],
     shown: int,
 ) -> Fetched:
-    ids_sql, params = _index_matches(qs) or _ids(qs)
+    ids_sql, params = ids
     scalars = []
     if total:
         scalars.append("(SELECT COUNT(*) FROM matches)")
@@ -251,8 +257,9 @@ def _fetch_by_pk(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
-    rows = [_row(values[1:5]) for values in found if values[0] == 0 and values[1] is not None]
-    included = [_row(values[1:5]) for values in found if values[0] == 1]
+    alias = connection.alias  # once, not per row: a lookup in the thread's connections
+    rows = [_row(v[1:5], alias) for v in found if v[0] == 0 and v[1] is not None]
+    included = [_row(v[1:5], alias) for v in found if v[0] == 1]
     scalar_values = next((list(v[5:]) for v in found if v[0] == 0), [])
     return Fetched(
         rows,

@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce, Collate
 
 from ..exceptions import BadRequest
 from ..models import Resource
-from . import registry
+from . import index_sql, registry
 from .params import (
     MAX_CRITERIA,
     Criterion,
@@ -331,16 +331,30 @@ def scoped_patient(request: SearchRequest) -> str | None:
     return None
 
 
-def apply(request: SearchRequest) -> QuerySet[Resource]:
+def conditions(request: SearchRequest) -> list[Q]:
+    """One condition on the resources per criterion (AND-ed)."""
     ctx = Ctx(request.resource_types, scoped_patient(request))
+    return [criterion_q(ctx, criterion) for _name, _value, criterion in request.criteria]
+
+
+def matches_sql(request: SearchRequest, where: list[Q]) -> tuple[str, list] | None:
+    """The ids of the resources a search in the usual order matches, from the index tables
+    alone, written without the ORM (``index_sql``); None when the ORM must build it."""
+    if request.sort:
+        return None
+    return index_sql.matches(request.resource_types, where, request.snapshot)
+
+
+def apply(request: SearchRequest, where: list[Q] | None = None) -> QuerySet[Resource]:
+    """The search as a QuerySet; ``where``: its ``conditions`` when the caller has them."""
     if request.resource_types == ("*",):
         qs = Resource.objects.filter(deleted=False)
     elif len(request.resource_types) == 1:
         qs = Resource.objects.filter(resource_type=request.resource_type, deleted=False)
     else:
         qs = Resource.objects.filter(resource_type__in=request.resource_types, deleted=False)
-    for _name, _value, criterion in request.criteria:
-        qs = qs.filter(criterion_q(ctx, criterion))
+    for condition in conditions(request) if where is None else where:
+        qs = qs.filter(condition)
     if request.snapshot is not None:
         qs = qs.filter(pk__lte=request.snapshot)
     order = []

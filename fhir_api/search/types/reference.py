@@ -12,10 +12,10 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ...exceptions import BadRequest
-from ...models import INDEX_MODELS, ReferenceIndex, Resource
+from ...models import ReferenceIndex, Resource
 from ..extract import split_reference
 from ..params import Criterion, HasClause, split_escaped, unescape
-from .base import Ctx, having, missing, rows
+from .base import Ctx, having, index_rows, missing, rows
 from .uri import below_q
 
 # Matches no row. ``Q(pk__in=[])`` would make Django give up on the whole subquery
@@ -141,21 +141,12 @@ def chain_ids(target: str, criterion: Criterion, chain_q: ChainQ) -> QuerySet:
         )
         return refs.filter(_chain_targets(criterion, chain_q)).values("resource__logical_id")
     inner = chain_q(target, criterion)
-    rows_qs = _index_rows(inner)
-    if rows_qs is not None:  # the last hop of most chains: its index rows, joined
-        return rows_qs.filter(resource__deleted=False).values("resource__logical_id")
+    found = index_rows(inner)
+    if found is not None:  # the last hop of most chains: its index rows, joined
+        rows_qs = found.queryset().filter(resource__deleted=False)
+        return rows_qs.values("resource__logical_id")
     matching = Resource.objects.filter(resource_type=target, deleted=False)
     return matching.filter(inner).values("logical_id")
-
-
-def _index_rows(q: Q) -> QuerySet | None:
-    """The index-row subquery of a plain ``pk__in`` criterion (``base.having``), else None."""
-    if q.negated or len(q.children) != 1 or not isinstance(q.children[0], tuple):
-        return None
-    lookup, value = q.children[0]
-    if lookup == "pk__in" and isinstance(value, QuerySet) and value.model in INDEX_MODELS:
-        return value
-    return None
 
 
 def has_q(ctx: Ctx, has: HasClause, criterion_q: ChainQ) -> Q:
