@@ -6,7 +6,8 @@ minutes. So two demo patients wear a demo wristband that has sent five days of h
 (heart rate, respiratory rate, SpO2, temperature, blood pressure) up to the last full hour. They
 go in through the devices write path (``devices.services.ingest``: checked, mapped to vital-sign
 Observations, written by ``fhir_api.bulk``, announced to the twin), whose reading keys make a
-second load store nothing twice; a later load fills only the hours since.
+second load in the same hour store nothing twice; a load on a later day retires the earlier
+load's readings and stores the five days to its own last hour (``retire_earlier``).
 
 The values follow each patient's day (a daily rhythm, deterministic noise of the patient, vital
 and hour). Dorothy Nakamura (heart failure) is deteriorating: her heart rate has been climbing
@@ -25,10 +26,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from devices import services as devices
 from devices.adapters import parse_payload
+from devices.mapping import READING_ID_SYSTEM
+from devices.models import Device, ReadingKey
+from devices.readings import parse_time
+from fhir_api import json_io
+from fhir_api import services as store
+from fhir_api.models import DateIndex, ReferenceIndex, Resource
 from fhir_api.search.dates import format_instant
 
 from .models import ForecastRun
@@ -120,10 +129,45 @@ def load_history(key: str, patient_id: str, *, now: datetime | None = None) -> i
     history = HISTORIES[key]
     now = now or timezone.now()
     device = devices.register_device(device_identifier(key), model_name=MODEL)
+    fresh = readings(key, history, now)
+    retire_earlier(device, parse_time(fresh[-1]["time"]))
     devices.pair(device, patient_id, start=now - timedelta(hours=HOURS + 2), by="load_demo")
-    items = parse_payload({"readings": readings(key, history, now)})
+    items = parse_payload({"readings": fresh})
     result = devices.ingest(device, items, source="http")
     return result.accepted
+
+
+def retire_earlier(device: Device, last: datetime) -> int:
+    """The wristband's readings of a load on an earlier day, deleted; how many.
+
+    Each load's five days end at its own last hour, so a load days later would join a second,
+    shifted copy of the story to the first (Dorothy's climb starting again from 96 /min), and
+    her forecast would no longer warn early. A later load therefore deletes the earlier load's
+    readings (FHIR deletes: the record's history keeps them), releases their reading keys, and
+    stores the five days to its own last hour afresh. A second load within the same hour
+    changes nothing.
+    """
+    observed = ReferenceIndex.objects.filter(
+        resource_type="Observation",
+        param="device",
+        target_type="Device",
+        target_id=device.fhir_id,
+        resource__deleted=False,
+    ).values("resource_id")
+    dates = DateIndex.objects.filter(param="date", resource_id__in=observed)
+    newest = dates.aggregate(newest=Max("low"))["newest"]
+    if newest is None or newest == last:
+        return 0
+    ids = list(Resource.objects.filter(pk__in=observed).values_list("logical_id", "content"))
+    keys = []
+    with transaction.atomic():  # one commit (SQLite: one fsync) for the lot
+        for logical_id, content in ids:
+            for ident in json_io.loads(content).get("identifier", []):
+                if ident.get("system") == READING_ID_SYSTEM:
+                    keys.append(ident["value"])
+            store.delete("Observation", logical_id)
+        ReadingKey.objects.filter(key__in=keys).delete()
+    return len(ids)
 
 
 def forecast(patient_ids: list[str], say: Callable[[str], None]) -> list[ForecastRun]:

@@ -174,3 +174,41 @@ def test_the_demo_has_linked_studies_one_in_quarantine_and_forecasts_once(db, di
     assert _state() == before
     assert "0 DICOM instance(s) stored, 4 already held" in second
     assert "0 hourly wearable reading(s) stored for DTH-0003" in second
+
+
+def test_a_load_on_a_later_day_tells_the_same_story_and_still_warns_early(db):
+    """Restarting the demo days later: the wristband's five days end at the new last hour, one
+    continuous history (not the earlier load's five days with a shifted copy joined on), so
+    Dorothy's heart rate still climbs towards 130 /min and her forecast still warns early."""
+    from datetime import UTC, timedelta
+
+    from devices.models import Device
+    from forecasting import demo
+
+    load()
+    dorothy = _ids_by_key()["DTH-0003"]
+    now = timezone.now()
+    demo.load_history("DTH-0003", dorothy, now=now - timedelta(days=3))
+
+    assert demo.load_history("DTH-0003", dorothy, now=now) == 600
+    wristband = Device.objects.get(identifier=demo.device_identifier("DTH-0003")).fhir_id
+    rates = sorted(
+        (body["effectiveDateTime"], body["valueQuantity"]["value"])
+        for body in map(
+            json_io.loads,
+            Resource.objects.filter(resource_type="Observation", deleted=False)
+            .filter(content__contains=f'"Device/{wristband}"')
+            .filter(content__contains='"8867-4"')
+            .values_list("content", flat=True),
+        )
+    )
+    # One reading an hour for the five days to the new last hour: the climb, 79 -> 121 /min.
+    assert len(rates) == demo.HOURS
+    last = (now.replace(minute=20, second=0, microsecond=0) - timedelta(hours=1)).astimezone(UTC)
+    assert rates[-1][0].startswith(last.strftime("%Y-%m-%dT%H:20:00"))
+    assert rates[0][1] < 90 < 110 < rates[-1][1]
+    runs = demo.forecast([dorothy], lambda _line: None)
+    heart = next(r for r in runs if r.vital == "heart_rate")
+    assert heart.beats_baseline and heart.probability >= 0.7
+    # Still only one reading key per stored reading: the earlier load's were released.
+    assert ReadingKey.objects.count() == 600
