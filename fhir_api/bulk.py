@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
+from simplejson import RawJSON
 
+from . import json_io
 from .exceptions import Conflict, FHIRError, Issue, UnprocessableEntity
 from .indexing import index_rows
 from .models import INDEX_MODELS, Resource, ResourceVersion
@@ -42,6 +43,8 @@ from .validation import check_id, check_resource_type, validate_resource
 
 # Rows per bulk_create statement on SQLite (its limit on bound variables is 32766).
 SQLITE_BATCH = 500
+# Characters psycopg2 reads from a COPY buffer at a time.
+COPY_CHUNK = 1 << 20
 # Index columns before the table's own (search.extract.COLUMNS).
 INDEX_HEAD = ("resource_id", "resource_type", "param", "patient")
 RESOURCE_COLUMNS = (
@@ -154,10 +157,7 @@ def create_many(
         return []
     ids = [data["id"] if keep_ids else new_id() for _rt, data in entries]
     now = timezone.now()
-    contents = [
-        _content(resource_type, lid, data, 1, now)
-        for (resource_type, data), lid in zip(entries, ids, strict=True)
-    ]
+    contents = _contents(entries, ids, now)
     if indexes is None:
         indexes = [
             index_rows(resource_type, lid, data)
@@ -176,6 +176,46 @@ def create_many(
         written = [Written(t, i, pk) for t, i, pk in zip(types, ids, pks, strict=True)]
         transaction.on_commit(lambda: _announce(written))
     return written
+
+
+def _contents(entries: list[tuple[str, dict[str, Any]]], ids: list[str], now) -> list[str]:
+    """The stored JSON of each entry, as ``services._content`` writes it.
+
+    Resources made from templates share parts: every reading of a type has the same
+    ``category`` and ``code`` objects, every reading judged alike the same ``interpretation``
+    and ``referenceRange`` (``devices.readings``). A top-level value that is the same object in
+    two or more entries of the batch is serialised once and passed on as ``RawJSON``, which
+    the encoder copies as it is, so the text is the same as serialising it each time. The
+    entries are alive for the whole call, so an ``id`` names one object throughout.
+    """
+    seen: set[int] = set()
+    shared: dict[int, Any] = {}
+    for _resource_type, data in entries:
+        for name, value in data.items():
+            # meta is read and extended by _content, so it is never passed on pre-rendered.
+            if (type(value) is dict or type(value) is list) and name != "meta":
+                key = id(value)
+                if key in seen:
+                    shared[key] = value
+                else:
+                    seen.add(key)
+    if not shared:
+        return [
+            _content(resource_type, lid, data, 1, now)
+            for (resource_type, data), lid in zip(entries, ids, strict=True)
+        ]
+    raw = {key: RawJSON(json_io.dumps(value)) for key, value in shared.items()}
+    get = raw.get
+    return [
+        _content(
+            resource_type,
+            lid,
+            {k: v if k == "meta" else get(id(v), v) for k, v in data.items()},
+            1,
+            now,
+        )
+        for (resource_type, data), lid in zip(entries, ids, strict=True)
+    ]
 
 
 def _announce(written: list[Written]) -> None:
@@ -255,7 +295,6 @@ def _orm_all(
 
 # --- PostgreSQL: COPY --------------------------------------------------------------------------
 
-_SPECIAL = re.compile(r"[\\\t\n\r]")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -264,7 +303,10 @@ def _field(value: Any) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+        # Four substring tests are ~50 times faster than a regex search on a resource's JSON.
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_ESCAPES)
+        return value
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, float):
@@ -282,7 +324,9 @@ def _line(values: Iterable[Any]) -> str:
 
 def _copy(cursor, table: str, columns: Sequence[str], buffer: io.StringIO) -> None:
     buffer.seek(0)
-    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+    # psycopg2 reads the buffer in chunks of ``size`` characters, each a Python call and an
+    # encode: 1 MB chunks instead of 8 KB ones.
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer, size=COPY_CHUNK)
 
 
 def _reserve_pks(cursor, n: int) -> list[int]:
@@ -309,26 +353,30 @@ def _copy_all(
             versions.write(f"{pk}\t{t_}\t{i_}\t1\t{stamp}\tf\tPOST\t{c_}\n")
         _copy(cursor, Resource._meta.db_table, RESOURCE_COLUMNS, resources)
         _copy(cursor, ResourceVersion._meta.db_table, VERSION_COLUMNS, versions)
-        buffers = {model: io.StringIO() for model in INDEX_MODELS}
-        # The text of a row less its resource: many rows of a batch are equal (the category,
-        # code and status rows of every reading of a type; a patient's references; common
-        # values), so each distinct row is rendered once. Equal values of one column render
-        # alike for the database (1 and 1.0, one instant in two time zones).
-        texts: dict[tuple, tuple[str, str]] = {}
+        lines: dict[type, list[str]] = {model: [] for model in INDEX_MODELS}
+        # The text of a row less its resource id and type: many rows of a batch are equal
+        # (the category, code and status rows of every reading of a type; a patient's
+        # references; common values), so each distinct row of each patient is rendered once.
+        # Equal values of one column render alike for the database (1 and 1.0, one instant in
+        # two time zones).
+        tails: dict[str | None, dict[tuple, str]] = {}
         for pk, resource_type, rows in zip(pks, types, indexes, strict=True):
             head = f"{pk}\t{_field(resource_type)}\t"
+            texts = tails.get(rows.patient)
+            if texts is None:
+                texts = tails[rows.patient] = {}
             patient = "\t" + _field(rows.patient) + "\t"
             for model, table_rows in rows.rows.items():
-                write = buffers[model].write
+                append = lines[model].append
                 for row in table_rows:
-                    text = texts.get(row)
-                    if text is None:
-                        text = texts[row] = (
-                            _field(row[0]),
-                            "\t".join(map(_field, row[1:])) + "\n",
+                    tail = texts.get(row)
+                    if tail is None:
+                        tail = texts[row] = (
+                            _field(row[0]) + patient + "\t".join(map(_field, row[1:])) + "\n"
                         )
-                    write(head + text[0] + patient + text[1])
-        for model, buffer in buffers.items():
-            if buffer.tell():
+                    append(head + tail)
+        for model, model_lines in lines.items():
+            if model_lines:
+                buffer = io.StringIO("".join(model_lines))
                 _copy(cursor, model._meta.db_table, (*INDEX_HEAD, *COLUMNS[model]), buffer)
     return pks

@@ -176,6 +176,38 @@ def test_bulk_leaves_exactly_the_rows_of_the_normal_write_path():
 
 
 @pytest.mark.django_db
+def test_resources_sharing_parts_are_stored_as_each_would_be_alone():
+    """Device readings share their category, code and range objects between Observations;
+    bulk serialises such a shared part once per batch, and the stored text is still exactly
+    what the normal write path stores for each (a shared meta is extended per resource)."""
+    category = [{"coding": [{"system": "urn:x\\y", "code": "tab\there", "display": "Zoë"}]}]
+    code = {"coding": [{"system": LOINC, "code": "8867-4"}], "text": 'quote " nl \n'}
+    meta = {"tag": [{"system": "urn:t", "code": "shared"}]}
+    items = [
+        (
+            "Observation",
+            {
+                **vital("p1", "8867-4", value, "/min", f"2026-01-02T03:04:0{n}Z"),
+                "meta": meta,
+                "category": category,
+                "code": code,
+            },
+        )
+        for n, value in enumerate(["72.50", "80", "1E+2"])
+    ]
+    by_services = stored(created_through_services(items))
+    written = bulk.create_many(items)
+    by_bulk = stored([(w.resource_type, w.logical_id, w.pk) for w in written])
+    assert by_bulk == by_services
+    assert meta == {"tag": [{"system": "urn:t", "code": "shared"}]}  # not changed in place
+    for w, (_rt, data) in zip(written, items, strict=True):
+        content = json_io.loads(Resource.objects.get(pk=w.pk).content)
+        assert content["category"] == category and content["code"] == code
+        assert content["meta"]["tag"] == meta["tag"] and content["meta"]["versionId"] == "1"
+        assert str(content["valueQuantity"]["value"]) == str(data["valueQuantity"]["value"])
+
+
+@pytest.mark.django_db
 def test_bulk_rows_are_found_by_search_and_read(api):
     (patient,) = bulk.create_many(
         [{"resourceType": "Patient", "name": [{"family": "Bulkley", "given": ["Ada"]}]}]
