@@ -208,6 +208,7 @@ def search(
     fetched = fetch(
         qs,
         ids=ids,
+        prepare=ids is not None and search_query.one_patient(where),
         start=start,
         stop=start + request.count + 1 if want_rows else start,
         total=request.total == "accurate",
@@ -230,13 +231,14 @@ def search(
         if request.offset
         else None
     )
+    first_query = search_query.page_query(request, 0)
     return Page(
         rows,
         total,
         next_query,
         previous_query,
-        search_query.page_query(request, request.offset),
-        search_query.page_query(request, 0),
+        search_query.page_query(request, request.offset) if request.offset else first_query,
+        first_query,
         included=(
             fetched.included
             if fetched.included is not None

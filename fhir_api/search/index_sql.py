@@ -67,6 +67,15 @@ def matches(resource_types: tuple[str, ...], conditions: list[Q], snapshot: int 
     return sql, params
 
 
+def one_patient(conditions: list[Q]) -> bool:
+    """Every condition is index rows of the one patient the search is scoped to."""
+    for q in conditions:
+        rows = index_rows(q)
+        if rows is None or rows.patient is None:
+            return False
+    return bool(conditions)
+
+
 class _Table:
     """The index table conditions are written for; Django's compiler for it, made when a
     condition is not among those compiled before."""

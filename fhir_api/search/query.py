@@ -345,6 +345,11 @@ def matches_sql(request: SearchRequest, where: list[Q]) -> tuple[str, list] | No
     return index_sql.matches(request.resource_types, where, request.snapshot)
 
 
+def one_patient(where: list[Q]) -> bool:
+    """The search reads only the index rows of the patient it is scoped to (``scoped_patient``)."""
+    return index_sql.one_patient(where)
+
+
 def apply(request: SearchRequest, where: list[Q] | None = None) -> QuerySet[Resource]:
     """The search as a QuerySet; ``where``: its ``conditions`` when the caller has them."""
     if request.resource_types == ("*",):
