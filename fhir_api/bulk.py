@@ -31,11 +31,13 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.utils import timezone
 from simplejson import RawJSON
+from simplejson.encoder import encode_basestring
 
 from . import json_io
 from .exceptions import Conflict, FHIRError, Issue, UnprocessableEntity
 from .indexing import index_rows
 from .models import INDEX_MODELS, Resource, ResourceVersion
+from .search.dates import format_instant
 from .search.extract import COLUMNS, IndexRows
 from .services import _content, new_id
 from .signals import resource_committed, resources_committed
@@ -179,7 +181,7 @@ def create_many(
 
 
 def _contents(entries: list[tuple[str, dict[str, Any]]], ids: list[str], now) -> list[str]:
-    """The stored JSON of each entry, as ``services._content`` writes it.
+    """The stored JSON of each entry, exactly as ``services._content`` writes it.
 
     Resources made from templates share parts: every reading of a type has the same
     ``category`` and ``code`` objects, every reading judged alike the same ``interpretation``
@@ -187,6 +189,11 @@ def _contents(entries: list[tuple[str, dict[str, Any]]], ids: list[str], now) ->
     two or more entries of the batch is serialised once and passed on as ``RawJSON``, which
     the encoder copies as it is, so the text is the same as serialising it each time. The
     entries are alive for the whole call, so an ``id`` names one object throughout.
+
+    A resource that comes without ``meta`` gets the batch's (version 1, its instant): its text
+    is the head ``_content`` would write (resourceType, id, meta) followed by the rest of the
+    resource, serialised without them; one with a ``meta`` of its own goes through
+    ``_content``. ``tests/test_bulk_write.py`` compares both with the normal write path's.
     """
     seen: set[int] = set()
     shared: dict[int, Any] = {}
@@ -199,23 +206,25 @@ def _contents(entries: list[tuple[str, dict[str, Any]]], ids: list[str], now) ->
                     shared[key] = value
                 else:
                     seen.add(key)
-    if not shared:
-        return [
-            _content(resource_type, lid, data, 1, now)
-            for (resource_type, data), lid in zip(entries, ids, strict=True)
-        ]
-    raw = {key: RawJSON(json_io.dumps(value)) for key, value in shared.items()}
-    get = raw.get
-    return [
-        _content(
-            resource_type,
-            lid,
-            {k: v if k == "meta" else get(id(v), v) for k, v in data.items()},
-            1,
-            now,
+    get = {key: RawJSON(json_io.dumps(value)) for key, value in shared.items()}.get
+    meta = json_io.dumps({"versionId": "1", "lastUpdated": format_instant(now)})
+    heads: dict[str, str] = {}
+    out = []
+    for (resource_type, data), lid in zip(entries, ids, strict=True):
+        if "meta" in data:
+            parts = {k: v if k == "meta" else get(id(v), v) for k, v in data.items()}
+            out.append(_content(resource_type, lid, parts, 1, now))
+            continue
+        head = heads.get(resource_type)
+        if head is None:
+            head = heads[resource_type] = '{"resourceType":' + json_io.dumps(resource_type)
+        rest = json_io.dumps(
+            {k: get(id(v), v) for k, v in data.items() if k != "resourceType" and k != "id"}
         )
-        for (resource_type, data), lid in zip(entries, ids, strict=True)
-    ]
+        tail = "}" if rest == "{}" else "," + rest[1:]
+        # encode_basestring: how the encoder writes a string (json_io.dumps, ensure_ascii off).
+        out.append(f'{head},"id":{encode_basestring(lid)},"meta":{meta}{tail}')
+    return out
 
 
 def _announce(written: list[Written]) -> None:
