@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from fhir_api import json_io
+from fhir_api import bulk, json_io
 from fhir_api.exception_handler import as_fhir_error
 from fhir_api.exceptions import BadRequest, NotAuthenticated
 
@@ -108,11 +108,12 @@ def handle_many(messages: list[Message], prefix: str | None = None) -> int:
     cannot be read or authenticated becomes a dead letter. The number of readings stored."""
     keys: dict[str, Any] = {}
     parts = []
-    for message in messages:
-        parsed = _parse(message, prefix, keys)
-        if parsed is not None:
-            parts.append((parsed[0], parsed[1], "mqtt"))
-    results = services.ingest_many(parts) if parts else []
+    with bulk.gc_paused():  # the parsed payloads are many containers, kept until written
+        for message in messages:
+            parsed = _parse(message, prefix, keys)
+            if parsed is not None:
+                parts.append((parsed[0], parsed[1], "mqtt"))
+        results = services.ingest_many(parts) if parts else []
     return sum(r.accepted for r in results)
 
 

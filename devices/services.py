@@ -315,6 +315,14 @@ def ingest_many(
     transaction: the same rows and answers as ``ingest`` for each part, with one claim of
     reading keys, one bulk write and one dead-letter insert for them all. Each patient's
     settings and each device's pairings are read once (``devices.ranges``)."""
+    # A batch's readings, Observations and index rows are many containers: no GC meanwhile.
+    with bulk.gc_paused():
+        return _ingest_many(parts, keep_rejected)
+
+
+def _ingest_many(
+    parts: list[tuple[Device, list[Parsed], str]], keep_rejected: bool
+) -> list[IngestResult]:
     now = timezone.now()
     devices = {device.pk: device for device, _items, _source in parts}
     pairings: dict[int, list[Pairing]] = {pk: [] for pk in devices}

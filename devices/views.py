@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fhir_api import json_io
+from fhir_api import bulk, json_io
 from fhir_api.exception_handler import as_fhir_error
 from fhir_api.exceptions import BadRequest
 from fhir_api.parsers import read_body
@@ -39,6 +39,11 @@ class ReadingsView(APIView):
     parser_classes: list = []
 
     def post(self, request):
+        # The payload's readings are many containers, kept until written: no GC meanwhile.
+        with bulk.gc_paused():
+            return self._post(request)
+
+    def _post(self, request):
         try:
             device = self._device(request)
         except Exception as exc:

