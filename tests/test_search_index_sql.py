@@ -101,3 +101,18 @@ def test_a_scoped_search_reads_only_the_patients_index_rows(dataset):  # noqa: F
     assert sql.count(".patient = %s") == 3
     assert params.count("pat-anna") >= 3
     assert '"fhir_resource"' not in sql
+
+
+def test_long_values_are_searched_but_not_kept_in_the_cache(dataset):  # noqa: F811
+    from fhir_api.search import index_sql
+
+    long_code = "x" * 5000
+    before = index_sql._compiled.cache_info().currsize
+    ids, orm = both(f"Observation?code={long_code},{long_code}y")
+    assert ids == orm == set()
+    assert index_sql._compiled.cache_info().currsize == before
+    ids, orm = both("Observation?code=short-unseen-1,short-unseen-2")  # these are kept
+    assert ids == orm == set()
+    assert index_sql._compiled.cache_info().currsize == before + 2
+    cached = index_sql._compiled.cache_parameters()["maxsize"]
+    assert cached is not None and cached <= 4096

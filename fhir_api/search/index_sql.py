@@ -153,12 +153,30 @@ def _lookup(path: str, value: Any, table: _Table) -> Statement:
     """
     if isinstance(value, list):  # __in: the same SQL for the same items in a tuple
         value = tuple(value)
+    if not _small(value):
+        return _compile_lookup(path, value, table.compiler)
     # The types too: 1, 1.0 and True are equal keys but not the same value to adapt.
     types = tuple(map(type, value)) if isinstance(value, tuple) else type(value)
     try:
         return _compiled(table.vendor, table.model, path, value, types)
     except TypeError:  # an unhashable value: compiled each time
         return _compile_lookup(path, value, table.compiler)
+
+
+# What the caches keep is bounded: a client's long values (a POSTed _search takes megabytes)
+# are compiled each time rather than kept.
+MAX_CACHED_TEXT = 256
+MAX_CACHED_ITEMS = 16
+
+
+def _small(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_CACHED_TEXT
+    if isinstance(value, tuple):
+        return len(value) <= MAX_CACHED_ITEMS and all(
+            not isinstance(v, (str, tuple)) or (isinstance(v, str) and _small(v)) for v in value
+        )
+    return True
 
 
 @lru_cache(maxsize=4096)
@@ -191,6 +209,8 @@ def _compile_lookup(path: str, value: Any, compiler: SQLCompiler) -> Statement:
 
 def _expression(lookup: Lookup, table: _Table) -> Statement:
     """A lookup over functions of the row's own columns (``LEFT(url, 23) = …``, uri.below_q)."""
+    if not _small(lookup.rhs):
+        return _compile_expression(lookup, table.compiler)
     try:
         return _compiled_expression(table.vendor, table.model, lookup, type(lookup.rhs))
     except TypeError:  # an unhashable value: compiled each time
