@@ -362,6 +362,13 @@ def _copy(cursor, table: str, columns: Sequence[str], buffer: io.StringIO) -> No
     cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer, size=COPY_CHUNK)
 
 
+_VERSIONS_SQL = (
+    f"INSERT INTO {ResourceVersion._meta.db_table} ({', '.join(VERSION_COLUMNS)})"
+    " SELECT id, resource_type, logical_id, version_id, last_updated, deleted, 'POST', content"
+    f" FROM {Resource._meta.db_table} WHERE id = ANY(%s) ORDER BY id"
+)
+
+
 def _reserve_pks(cursor, n: int) -> list[int]:
     """``n`` primary keys for new ``Resource`` rows, from the table's own sequence."""
     table = Resource._meta.db_table
@@ -379,13 +386,14 @@ def _copy_all(
         cursor = wrapper.cursor  # psycopg2's own cursor, for copy_expert
         pks = _reserve_pks(cursor, len(types))
         stamp = now.isoformat()
-        resources, versions = io.StringIO(), io.StringIO()
+        resources = io.StringIO()
         for pk, t, i, c in zip(pks, types, ids, contents, strict=True):
-            t_, i_, c_ = _field(t), _field(i), _field(c)
-            resources.write(f"{pk}\t{t_}\t{i_}\t1\t{stamp}\tf\t{c_}\n")
-            versions.write(f"{pk}\t{t_}\t{i_}\t1\t{stamp}\tf\tPOST\t{c_}\n")
+            resources.write(f"{pk}\t{_field(t)}\t{_field(i)}\t1\t{stamp}\tf\t{_field(c)}\n")
         _copy(cursor, Resource._meta.db_table, RESOURCE_COLUMNS, resources)
-        _copy(cursor, ResourceVersion._meta.db_table, VERSION_COLUMNS, versions)
+        # Version 1 of each is a copy of the row just written: made by PostgreSQL from it, the
+        # content is neither rendered nor sent nor parsed a second time (in pk order, the
+        # order the COPY gave).
+        cursor.execute(_VERSIONS_SQL, [pks])
         lines: dict[type, list[str]] = {model: [] for model in INDEX_MODELS}
         # The text of a row less its resource id and type: many rows of a batch are equal
         # (the category, code and status rows of every reading of a type; a patient's
