@@ -21,7 +21,9 @@ from dth_project import gunicorn_errors
 gunicorn_errors.install()
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY") or len(os.sched_getaffinity(0)))
+# The CPUs this process may run on (a cpuset, taskset); macOS has no sched_getaffinity.
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+workers = int(os.environ.get("WEB_CONCURRENCY") or _cpus or 1)
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 keepalive = 30
