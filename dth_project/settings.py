@@ -166,6 +166,9 @@ if _engine == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a live server in another process sees the test database.
     _default_db["TEST"] = {"NAME": str(VAR_DIR / "test-clouddth.sqlite3")}
 else:
+    # Django's backend, with a health check of persistent connections that needs no round trip
+    # to the server (dth_project/postgresql/base.py).
+    _default_db["ENGINE"] = "dth_project.postgresql"
     _default_db["CONN_HEALTH_CHECKS"] = True
     _default_db.setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME") or None
     # Planner costs for indexes that are cached or on SSD, as a FHIR store's are. With the default
