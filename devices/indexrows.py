@@ -5,10 +5,12 @@ type's search parameters a compiled FHIRPath expression walks the JSON. The Obse
 ``readings.observation`` builds all have one of a few shapes, known in advance (code, category,
 status, identifiers, effectiveDateTime, subject, device, a valueQuantity or components or a
 boolean), so their rows can be written down from the reading instead: the rows that depend on
-the reading type only (category, code, combo-code, component-code, status) are built once per
+the reading type only (category, code, component-code, status) are built once per
 type, and the rest (identifier, date, subject/patient/device, the quantity and composite rows
 of the value) per reading, with the same value rules ``extract`` uses (``normalize`` for
-text, ``ucum.canonical`` for quantities, the 1 µs interval of an instant).
+text, ``ucum.canonical`` for quantities, the 1 µs interval of an instant). Like ``extract``,
+they leave out the ``combo-*`` parameters, which search answers from the rows of the
+parameters they unite (``fhir_api.search.aliases``).
 
 ``tests/test_device_index_rows.py`` checks, for every reading type and variant (converted
 unit, device reading id, gateway), that these rows are exactly the rows ``extract`` gives, so
@@ -52,11 +54,9 @@ class _Shape:
             tokens += [("category", *row) for row in _concept_rows(category)]
         code = _concept_rows(obs["code"])
         tokens += [("code", *row) for row in code]
-        tokens += [("combo-code", *row) for row in code]
         self.components = []
         for component in obs.get("component", ()):
             rows = _concept_rows(component["code"])
-            tokens += [("combo-code", *row) for row in rows]
             tokens += [("component-code", *row) for row in rows]
             self.components.append([(s, c) for s, c, _t in rows])
         self.tokens = tokens
@@ -106,20 +106,18 @@ def observation_rows(checked: Checked, obs: dict[str, Any]) -> IndexRows:
     composites: list[tuple] = []
     if "valueQuantity" in obs:
         q = _quantity(obs["valueQuantity"])
-        quantities += [("value-quantity", *q), ("combo-value-quantity", *q)]
+        quantities.append(("value-quantity", *q))
         value, system, code, _unit, cv, cc = q
         second = (system, code, value, cv, cc, None, None)
         for s1, c1 in shape.codes:
             composites.append(("code-value-quantity", s1, c1, *second))
-            composites.append(("combo-code-value-quantity", s1, c1, *second))
     for component, codes in zip(obs.get("component", ()), shape.components, strict=True):
         q = _quantity(component["valueQuantity"])
-        quantities += [("component-value-quantity", *q), ("combo-value-quantity", *q)]
+        quantities.append(("component-value-quantity", *q))
         value, system, code, _unit, cv, cc = q
         second = (system, code, value, cv, cc, None, None)
         for s1, c1 in codes:
             composites.append(("component-code-value-quantity", s1, c1, *second))
-            composites.append(("combo-code-value-quantity", s1, c1, *second))
     if quantities:
         rows[QuantityIndex] = quantities
         rows[CompositeIndex] = composites

@@ -35,6 +35,11 @@ SCOPED = [
     "Observation?subject=http://elsewhere.example/fhir/Patient/pat-anna",
     "Observation?patient=nobody&code=8867-4",
     "Observation?code=8867-4&_snapshot=1",
+    # combo-* parameters read the rows of the parameters they unite (search.aliases)
+    "Observation?patient=pat-anna&combo-code=8867-4,8480-6",
+    "Observation?combo-code-value-quantity=8480-6$lt130",
+    "Observation?patient=pat-anna&combo-value-quantity=gt60",
+    "Observation?combo-code:missing=false&combo-code:text=heart",
 ]
 # Searches the ORM builds: a negation, a column of the resource table, a chain, _has, _sort.
 GENERAL = [
@@ -46,6 +51,10 @@ GENERAL = [
     "Patient?_has:Observation:patient:code=8867-4",
     "Observation?code=8867-4&_sort=date",
     "Observation?code=http://loinc.org|8867-4&_list=x",
+    "Observation?combo-code:not=8480-6",
+    "Observation?combo-value-quantity:missing=true",
+    "Patient?_has:Observation:patient:combo-code=8480-6",
+    "Observation?combo-code=8480-6&_sort=-combo-value-quantity",
 ]
 
 

@@ -4,7 +4,9 @@ Runs at write time, in the write's transaction, and in ``reindex``; the same cod
 each search parameter of the type (``registry.indexed_params``) the compiled expression
 (``fhirpath.compile_path``) picks the elements, and the parameter type's rules turn them into
 values (hl7.org/fhir/R4B/search.html#ptypes): a CodeableConcept gives a token row per coding,
-a Period a [low, high) date interval, a HumanName a string row per part, and so on.
+a Period a [low, high) date interval, a HumanName a string row per part, and so on. A parameter
+that is the union of others (Observation ``combo-code``…, see ``search.aliases``) gets no rows:
+search reads its parts' rows.
 
 Rows are plain tuples keyed by table so that the bulk path can COPY them without building
 model instances; ``IndexRows.models()`` makes instances for the ORM path.
@@ -31,7 +33,7 @@ from ..models import (
     TokenIndex,
     UriIndex,
 )
-from . import registry, ucum
+from . import aliases, registry, ucum
 from .dates import parse_interval
 from .fhirpath import Node, base_name, compile_path, top_elements
 
@@ -434,7 +436,11 @@ def _composite(param: registry.SearchParam, resource_type: str) -> Extractor | N
 @cache
 def _plan(resource_type: str) -> tuple[Step, ...]:
     plan: list[Step] = []
+    # A parameter that is the union of others has no rows of its own: search reads theirs.
+    derived = aliases.aliases(resource_type)
     for param in registry.indexed_params(resource_type):
+        if param.code in derived:
+            continue
         if param.type == "composite":
             extractor = _composite(param, resource_type)
             needs = None

@@ -27,6 +27,7 @@ from django.db.models.lookups import Lookup
 from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler
 
+from .aliases import stored
 from .types.base import Rows, index_rows
 
 Statement = tuple[str, list[Any]]
@@ -103,8 +104,13 @@ def _rows_sql(rows: Rows, table: _Table) -> Statement:
     if rows.patient is not None:
         where.append(f"{name}.patient = %s")
         params.append(rows.patient)
-    where.append(f"{name}.param = %s")
-    params.append(rows.code)
+    # A parameter that is the union of others is read from their rows (search.aliases).
+    codes = stored(rows.ctx.resource_types[0], rows.code)
+    if len(codes) == 1:
+        where.append(f"{name}.param = %s")
+    else:
+        where.append(f"{name}.param IN ({', '.join(['%s'] * len(codes))})")
+    params.extend(codes)
     for condition in rows.conditions:
         written = _node(condition, table)
         if written is not None:

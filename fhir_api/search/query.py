@@ -34,7 +34,7 @@ from .params import (
     whole_number,
 )
 from .types import composite, date, number, quantity, reference, string, token, uri
-from .types.base import MODEL_BY_TYPE, Ctx
+from .types.base import MODEL_BY_TYPE, Ctx, param_q
 
 # Parameters that shape the result rather than select resources (search.html#return).
 RESULT_PARAMS = {
@@ -381,7 +381,7 @@ def _sort_key(resource_type: str, code: str, descending: bool) -> Subquery:
     assert param is not None
     model = MODEL_BY_TYPE[param.type]
     column = SORT_COLUMN.get(param.type) or ("high" if descending else "low")
-    rows = model.objects.filter(resource_id=OuterRef("pk"), param=code)
+    rows = model.objects.filter(resource_id=OuterRef("pk")).filter(param_q((resource_type,), code))
     if param.type == "quantity":
         # In canonical units where the unit converts, so that 154.3 [lb_av] (70 kg) sorts
         # before 82 kg; as given otherwise.

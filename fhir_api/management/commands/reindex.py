@@ -1,7 +1,10 @@
 """``manage.py reindex [Type …]``: rebuild the search indexes from the stored resources.
 
 Uses the same extraction as every write (``indexing.write_indexes``), one transaction per batch,
-with a progress bar. Needed after the search-parameter registry changes.
+with a progress bar. Needed after the search-parameter registry or the extraction changes: e.g.
+a database indexed before the Observation ``combo-*`` parameters were answered from the rows of
+their parts (``fhir_api.search.aliases``) keeps its ``combo-*`` rows until reindexed (search no
+longer reads them, so they only take space).
 """
 
 from __future__ import annotations

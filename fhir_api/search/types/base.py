@@ -19,6 +19,7 @@ from ...models import (
     TokenIndex,
     UriIndex,
 )
+from ..aliases import aliased_types, stored
 from ..params import Criterion
 
 MODEL_BY_TYPE = {
@@ -49,7 +50,8 @@ class Ctx:
 @dataclass(frozen=True)
 class Rows:
     """The index rows of one parameter, of the types searched (and of the patient the search is
-    scoped to, when ``scoped``), that meet every one of ``conditions``.
+    scoped to, when ``scoped``), that meet every one of ``conditions``. For a parameter that is
+    the union of others (``search.aliases``), the rows of those (``param_q``).
 
     A description, not a QuerySet: building a QuerySet runs Django's filter machinery on every
     ``filter``, and for a usual search that was most of the server's CPU. ``search.index_sql``
@@ -81,7 +83,7 @@ class Rows:
             qs = qs.filter(resource_type__in=types)
         if self.patient is not None:
             qs = qs.filter(patient=self.patient)
-        qs = qs.filter(param=self.code)
+        qs = qs.filter(param_q(types, self.code))
         for condition in self.conditions:
             qs = qs.filter(condition)
         return qs
@@ -90,6 +92,30 @@ class Rows:
         """Django resolves a filter value that has this method: ``Q(pk__in=rows)`` becomes the
         subquery of the rows' resource ids when the ORM builds the query."""
         return self.queryset().values("resource_id").resolve_expression(*args, **kwargs)
+
+
+def param_q(resource_types: tuple[str, ...], code: str) -> Q:
+    """The rows that answer parameter ``code`` in the types searched: ``param = code``, or
+    ``param IN (parts)`` where ``code`` is the union of other parameters (``search.aliases``),
+    per type when the types searched differ in that."""
+    if resource_types == ("*",):
+        special = aliased_types(code)
+        if not special:
+            return Q(param=code)
+        q = Q(param=code) & ~Q(resource_type__in=sorted(special))
+        for resource_type, codes in special.items():
+            q |= Q(resource_type=resource_type, param__in=codes)
+        return q
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for resource_type in resource_types:
+        groups.setdefault(stored(resource_type, code), []).append(resource_type)
+    if len(groups) <= 1:
+        codes = next(iter(groups), (code,))
+        return Q(param=codes[0]) if len(codes) == 1 else Q(param__in=codes)
+    q = Q()
+    for codes, types in groups.items():
+        q |= Q(resource_type__in=types, param__in=codes)
+    return q
 
 
 def rows(ctx: Ctx, model: type[Model], code: str, *, scoped: bool = True) -> Rows:
