@@ -5,11 +5,12 @@ Observation ``combo-code`` (``Observation.code | Observation.component.code``) i
 (``Observation.code``) plus ``component-code`` (``Observation.component.code``), and
 ``combo-code-value-quantity`` (rooted at ``Observation | Observation.component``) is
 ``code-value-quantity`` plus ``component-code-value-quantity``. Extraction would give such a
-parameter exactly the rows of its parts again: for a device reading those repeated rows were
-22 % of PostgreSQL's CPU per ingested Observation. So an alias has no rows of its own
-(``extract`` skips it, as does ``devices.indexrows``), and a search reads the rows of its parts
-(``param IN (parts)`` instead of ``param = alias``; ``types.base.param_q``, ``index_sql``,
-``query._sort_key``). Every search answer is the same, because every one of them asks whether
+parameter exactly the rows of its parts again: a device reading's Observation had 19.6 index
+rows, 5.8 of them such repeats, and without them its ingest takes 0.122 instead of 0.155 ms of
+PostgreSQL CPU (in process, 30,000 readings in batches of 500, medians of 5 interleaved runs).
+So an alias has no rows of its own (``extract`` skips it, as does ``devices.indexrows``), and a
+search reads the rows of its parts (``param IN (parts)`` instead of ``param = alias``;
+``types.base.param_q``, ``index_sql``, ``query._sort_key``). Every search answer is the same, because every one of them asks whether
 a resource has some matching row (or, for ``_sort``, its least or greatest row), never how many.
 
 The map is derived from the registry, not listed: a parameter is an alias of ``parts`` when
