@@ -39,6 +39,7 @@ from django.db.models.sql.where import AND
 
 from .. import prepared
 from ..models import INDEX_MODELS, ReferenceIndex, Resource
+from . import index_sql
 from .include import MAX_INCLUDED
 from .types.reference import own_base
 
@@ -108,19 +109,7 @@ def _index_matches(qs: QuerySet) -> tuple[str, list] | None:
     if not all(_index_rows_of(sub, resource_type) for sub in subqueries):
         return None
     compiler = query.get_compiler(connection=connection)
-    parts = [compiler.compile(sub) for sub in subqueries]
-    sql = f"SELECT DISTINCT m.resource_id AS pk FROM {parts[0][0]} m"
-    params = list(parts[0][1])
-    where = []
-    for sub_sql, sub_params in parts[1:]:
-        where.append(f"m.resource_id IN {sub_sql}")
-        params.extend(sub_params)
-    if snapshot is not None:
-        where.append("m.resource_id <= %s")
-        params.append(snapshot)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return sql, params
+    return index_sql.intersection([compiler.compile(sub) for sub in subqueries], snapshot)
 
 
 def _index_rows_of(sub: Query, resource_type: str) -> bool:

@@ -54,11 +54,18 @@ def matches(resource_types: tuple[str, ...], conditions: list[Q], snapshot: int 
         parts = [_rows_sql(rows, _Table(vendor, rows.model)) for rows in found]
     except _Unsupported:
         return None
-    sql = f"SELECT DISTINCT m.resource_id AS pk FROM ({parts[0][0]}) m"
+    return intersection([(f"({sql})", params) for sql, params in parts], snapshot)
+
+
+def intersection(parts: list[Statement], snapshot: int | None) -> Statement:
+    """The resources (``pk``) with rows in every one of ``parts`` (parenthesised subqueries
+    selecting ``resource_id``), at most ``snapshot``: the statement both this module and
+    ``fetch._index_matches`` (for the QuerySets it is given) send."""
+    sql = f"SELECT DISTINCT m.resource_id AS pk FROM {parts[0][0]} m"
     params = list(parts[0][1])
     where = []
     for sub_sql, sub_params in parts[1:]:
-        where.append(f"m.resource_id IN ({sub_sql})")
+        where.append(f"m.resource_id IN {sub_sql}")
         params.extend(sub_params)
     if snapshot is not None:
         where.append("m.resource_id <= %s")
