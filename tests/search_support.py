@@ -12,6 +12,17 @@ from urllib.parse import parse_qsl, urlsplit
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 STRICT = {"HTTP_PREFER": "handling=strict"}
+# Observation.category of a vital sign (the vitalsigns profile's fixed coding).
+VITAL_SIGNS = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+            }
+        ]
+    }
+]
 
 
 def put(api, resource: dict[str, Any]) -> dict[str, Any]:

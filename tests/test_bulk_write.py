@@ -22,6 +22,8 @@ from fhir_api.models import INDEX_MODELS, Resource, ResourceVersion, TokenIndex
 from fhir_api.search.extract import COLUMNS
 from fhir_api.signals import resource_committed, resources_committed
 
+from .search_support import VITAL_SIGNS
+
 EXAMPLES = sorted((Path(__file__).parent / "data" / "hl7-examples").glob("*.json"))
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -39,16 +41,7 @@ def vital(patient: str, code: str, value: str, unit: str, when: str, **extra) ->
     return {
         "resourceType": "Observation",
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": LOINC, "code": code}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": when,

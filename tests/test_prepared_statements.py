@@ -12,6 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from fhir_api import prepared, services
 from fhir_api.models import INDEX_MODELS, Resource, ResourceVersion
 
+from .search_support import VITAL_SIGNS
+
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's"
 )
@@ -41,16 +43,7 @@ def observation(pid: str, value: str = "72.50") -> dict:
     return {
         "resourceType": "Observation",
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": "HR"},
         "subject": {"reference": f"Patient/{pid}"},
         "effectivePeriod": {"start": "2026-11-27T10:00:00+01:00", "end": "2026-11-27T10:05:00Z"},

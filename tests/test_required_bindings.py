@@ -16,6 +16,8 @@ from devices.readings import Reading, check, observation
 from fhir_api import bindings, json_io
 from fhir_api.models import Resource, ResourceVersion
 
+from .search_support import VITAL_SIGNS
+
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -23,16 +25,7 @@ def heart_rate(**changes) -> dict:
     obs = {
         "resourceType": "Observation",
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "effectiveDateTime": "2026-11-27T08:30:00Z",
         "valueQuantity": {

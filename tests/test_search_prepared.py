@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from fhir_api import services
 
-from .search_support import entries, get
+from .search_support import VITAL_SIGNS, entries, get
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -28,16 +28,7 @@ def observation(pid: str, code: str, day: int, value: int) -> dict:
     return {
         "resourceType": "Observation",
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": LOINC, "code": code}]},
         "subject": {"reference": f"Patient/{pid}"},
         "effectiveDateTime": f"2026-10-{day:02d}T08:00:00Z",

@@ -21,6 +21,7 @@ from fhir_api import services as store
 from twins import services
 from twins.models import Alert, PatientTwin, VitalHour
 
+from .search_support import VITAL_SIGNS
 from .twin_views_support import make_patient
 
 
@@ -29,16 +30,7 @@ def heart_rate(patient: str, value: float, minutes_ago: float) -> dict:
     return {
         "resourceType": "Observation",
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": at.isoformat(),
