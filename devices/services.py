@@ -242,35 +242,42 @@ def dead_letter(source: str, device_identifier: str, reason: str, payload: Any) 
 def unauthenticated_letter(source: str, claimed: str, reason: str, payload: bytes) -> bool:
     """Keep, as a dead letter, what came without a valid device key, if it may be kept.
 
-    A wearable whose key was revoked or mis-provisioned still sends a patient's readings: they
-    are kept, to be looked at and replayed. But anyone can send without a key, so only for a
-    device in the registry (``claimed``: the device the topic or body names), while the device
-    has fewer than ``DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR`` dead letters from the last hour,
-    and bodies of at most ``DEVICE_UNAUTHENTICATED_LETTER_BYTES``; the rest is answered (401)
-    and logged, not stored.
-    Returns whether it was kept.
+    A wearable whose key was revoked or mis-provisioned, or one not registered yet, still sends
+    a patient's readings: they are kept, to be looked at and replayed. But anyone can send
+    without a key, so within bounds: bodies of at most ``DEVICE_UNAUTHENTICATED_LETTER_BYTES``,
+    and fewer than ``DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR`` dead letters from the last hour
+    for the registered device named (``claimed``: the device the topic or body names), or, for
+    devices not in the registry (or none named), that many from the last hour for all of them
+    together. Beyond the bounds the sender is answered (401) and the server logs what it did not
+    keep. Returns whether it was kept.
     """
     limit = django_settings.DEVICE_UNAUTHENTICATED_LETTER_BYTES
+    per_hour = django_settings.DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR
+    since = timezone.now() - timedelta(hours=1)
+    recent = DeadLetter.objects.filter(received__gte=since)
+    # No registered identifier has a NUL (and PostgreSQL takes none in a query).
+    name = claimed.replace("\x00", "\\u0000")[:100]
+    registered = "\x00" not in claimed and Device.objects.filter(identifier=name).exists()
     why = None
     if len(payload) > limit:
         why = f"the body is larger than {limit} bytes"
-    elif (
-        not claimed
-        or "\x00" in claimed  # no registered identifier has one (and PostgreSQL takes none)
-        or not Device.objects.filter(identifier=claimed[:100]).exists()
-    ):
-        why = "it names no registered device"
-    else:
-        since = timezone.now() - timedelta(hours=1)
+    elif registered:
         # Every letter of the device counts (the reason of one without a key can be any: bad
         # JSON is a 400); those sent with a valid key are kept whatever this says.
-        recent = DeadLetter.objects.filter(
-            device_identifier=claimed[:100], received__gte=since
-        ).count()
-        if recent >= django_settings.DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR:
-            why = f"device '{claimed}' already has {recent} dead letters from the last hour"
+        count = recent.filter(device_identifier=name).count()
+        if count >= per_hour:
+            why = f"device '{claimed}' already has {count} dead letters from the last hour"
+    else:
+        count = recent.exclude(device_identifier__in=Device.objects.values("identifier")).count()
+        if count >= per_hour:
+            why = f"devices not in the registry already have {count} from the last hour"
     if why is not None:
-        log.warning("not kept: a %s message without a valid device key: %s", source, why)
+        log.warning(
+            "not kept: a %s message without a valid device key for %r: %s",
+            source,
+            claimed[:100],
+            why,
+        )
         return False
     dead_letter(source, claimed, reason, payload.decode("utf-8", "replace"))
     return True

@@ -265,9 +265,9 @@ MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 # share a broker each take a prefix of their own (devices.mqtt checks it).
 MQTT_TOPIC_PREFIX = os.environ.get("MQTT_TOPIC_PREFIX", "dth/devices")
 # What a sender without a valid device key may leave as dead letters (devices.services
-# .unauthenticated_letter): only for a registered device, at most this many an hour per device,
-# each at most this many bytes. Enough to see and replay a wearable whose key was revoked or
-# mis-provisioned; not a way for anyone to fill the database.
+# .unauthenticated_letter): at most this many an hour per registered device, as many for all
+# unregistered ones together, each at most this many bytes. Enough to see and replay a wearable
+# whose key was revoked or that is not registered yet; not a way for anyone to fill the database.
 DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR = env_int("DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR", 60)
 DEVICE_UNAUTHENTICATED_LETTER_BYTES = env_int("DEVICE_UNAUTHENTICATED_LETTER_BYTES", 64 * 1024)
 

@@ -1,7 +1,8 @@
-"""What comes without a valid device key is kept for review only within bounds: for a device in
-the registry, a limited number an hour, small bodies. Anyone can send to the readings endpoint,
-so nobody without a key can fill the database; a wearable whose key was revoked still has its
-readings kept, to be replayed."""
+"""What comes without a valid device key is kept for review within bounds: small bodies, a
+limited number an hour per registered device, and as many for all unregistered devices
+together. Anyone can send to the readings endpoint, so nobody without a key can fill the
+database; a wearable whose key was revoked, or one not registered yet, still has its readings
+kept, to be replayed."""
 
 from __future__ import annotations
 
@@ -40,15 +41,24 @@ def test_a_registered_devices_reading_without_a_valid_key_is_kept(anon, register
     assert letter.device_identifier == "EUI-KNOWN" and letter.reason.startswith("401")
 
 
-def test_nothing_is_kept_for_a_device_not_in_the_registry(anon, registered):
-    r = post(anon, {"device": "EUI-NOBODY", "readings": [reading()]})
-    assert r.status_code == 401
-    assert json_io.loads(r.content)["resourceType"] == "OperationOutcome"
-    r = post(anon, "not even json")
-    assert r.status_code == 401
-    r = post(anon, '{"device": "EUI-KNOWN\\u0000", "readings": []}')
-    assert r.status_code == 401
-    assert not DeadLetter.objects.exists()
+def test_devices_not_in_the_registry_share_one_hourly_bound(anon, registered, settings):
+    settings.DEVICE_UNAUTHENTICATED_LETTERS_PER_HOUR = 3
+    bodies = [
+        {"device": "EUI-NOBODY", "readings": [reading()]},
+        "not even json",
+        '{"device": "EUI-KNOWN\\u0000", "readings": []}',
+        {"device": "EUI-SOMEONE-ELSE", "readings": [reading()]},
+        {"device": "EUI-NOBODY", "readings": [reading(71)]},
+    ]
+    for body in bodies:
+        r = post(anon, body)
+        assert r.status_code == 401
+        assert json_io.loads(r.content)["resourceType"] == "OperationOutcome"
+    kept = list(DeadLetter.objects.order_by("pk").values_list("device_identifier", flat=True))
+    assert kept == ["EUI-NOBODY", "", "EUI-KNOWN\\u0000"]
+    # A registered device's own bound is untouched by them.
+    assert post(anon, {"device": "EUI-KNOWN", "readings": [reading()]}).status_code == 401
+    assert DeadLetter.objects.filter(device_identifier="EUI-KNOWN").count() == 1
 
 
 def test_a_large_body_without_a_key_is_refused_and_not_kept(anon, registered, settings):
@@ -84,8 +94,11 @@ def test_an_mqtt_message_without_a_key_follows_the_same_bounds(registered, setti
     body = json_io.dumps({"readings": [reading()]}).encode()
     for _ in range(4):
         device_mqtt.handle_many([device_mqtt.Message(0, 1, f"{prefix}/EUI-KNOWN/readings", body)])
-    device_mqtt.handle_many([device_mqtt.Message(0, 1, f"{prefix}/EUI-NOBODY/readings", body)])
-    assert list(DeadLetter.objects.values_list("device_identifier", flat=True)) == [
+    for _ in range(3):
+        device_mqtt.handle_many([device_mqtt.Message(0, 1, f"{prefix}/EUI-NOBODY/readings", body)])
+    assert sorted(DeadLetter.objects.values_list("device_identifier", flat=True)) == [
         "EUI-KNOWN",
         "EUI-KNOWN",
+        "EUI-NOBODY",
+        "EUI-NOBODY",
     ]
