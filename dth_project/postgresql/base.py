@@ -29,8 +29,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         if connection.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
             return super().is_usable()
+        # poll, not select: select refuses descriptors above FD_SETSIZE (1024), which a busy
+        # server process can reach.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+            poller.register(connection.fileno(), select.POLLIN)
+            events = poller.poll(0)
         except (OSError, ValueError):  # the socket is gone
             return False
-        return not readable
+        return not events
