@@ -62,7 +62,7 @@ _PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
 @dataclass(frozen=True)
 class _Statement:
     name: str
-    execute_sql: str  # EXECUTE name(%s::type, …), in psycopg2's placeholder style
+    execute_sql: str  # EXECUTE name(%s::type, …), in psycopg2's parameter style
 
 
 class _Session:
@@ -75,10 +75,10 @@ class _Session:
 
 
 def numbered(sql: str) -> str:
-    """``sql`` with psycopg2's ``%s`` placeholders as ``$1``, ``$2``….
+    """``sql`` with psycopg2's ``%s`` parameter markers as ``$1``, ``$2``….
 
     ``%%`` is a literal ``%``; any other ``%`` sequence (``%(name)s``) is refused, as is a
-    placeholder in a quoted literal, which the statements given here never have.
+    parameter marker in a quoted literal, which the statements given here never have.
     """
     count = 0
 
@@ -90,7 +90,7 @@ def numbered(sql: str) -> str:
         if kind == "s":
             count += 1
             return f"${count}"
-        raise ValueError(f"only %s placeholders can be prepared, not %{kind}")
+        raise ValueError(f"only %s parameter markers can be prepared, not %{kind}")
 
     if "'" in sql:
         raise ValueError("a statement with quoted literals is not prepared")
