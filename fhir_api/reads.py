@@ -20,6 +20,7 @@ from .models import Resource, ResourceVersion
 from .renderers import raw
 from .search import include as search_include
 from .search import query as search_query
+from .search import shapes as search_shapes
 from .search.dates import format_instant, parse_interval
 from .search.fetch import fetch, followed_includes
 from .search.shape import shape
@@ -197,10 +198,18 @@ def search(
             check_resource_type(resource_type)
     request = search_query.parse(resource_types, items, strict=strict)
     first = request.snapshot is None
-    where = search_query.conditions(request)
-    # The usual search is written as SQL straight from its conditions; the ORM builds the rest.
-    ids = search_query.matches_sql(request, where)
-    qs = search_query.apply(request, where) if ids is None else None
+    # The usual search is written as SQL straight from its conditions (once per shape: the
+    # same search of another patient reuses it); the ORM builds the rest.
+    where = None
+    shaped = search_shapes.matches(request) if request.total != "estimate" else None
+    if shaped is not None:
+        ids, prepare = shaped
+        qs = None
+    else:
+        where = search_query.conditions(request)
+        ids = search_query.matches_sql(request, where)
+        qs = search_query.apply(request, where) if ids is None else None
+        prepare = ids is not None and search_query.one_patient(where)
     # Page, total and snapshot in one statement (search.fetch); one more row tells if more follow.
     want_rows = request.summary != "count" and request.count
     start = request.offset
@@ -208,7 +217,7 @@ def search(
     fetched = fetch(
         qs,
         ids=ids,
-        prepare=ids is not None and search_query.one_patient(where),
+        prepare=prepare,
         start=start,
         stop=start + request.count + 1 if want_rows else start,
         total=request.total == "accurate",

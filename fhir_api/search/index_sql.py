@@ -41,6 +41,13 @@ def matches(resource_types: tuple[str, ...], conditions: list[Q], snapshot: int 
     """``SELECT DISTINCT m.resource_id AS pk …``: the ids of the resources of the one type
     searched that meet every condition (each a ``having`` of index rows), at most ``snapshot``;
     None when some condition is not such rows, or the search is of several types."""
+    found = parts(resource_types, conditions)
+    return None if found is None else intersection(found, snapshot)
+
+
+def parts(resource_types: tuple[str, ...], conditions: list[Q]) -> list[Statement] | None:
+    """One parenthesised ``SELECT resource_id …`` of index rows per condition, for
+    ``intersection``; None when ``matches`` would answer None."""
     if len(resource_types) != 1 or resource_types[0] == "*" or not conditions:
         return None
     found: list[Rows] = []
@@ -51,10 +58,10 @@ def matches(resource_types: tuple[str, ...], conditions: list[Q], snapshot: int 
         found.append(rows)
     vendor = connection.vendor
     try:
-        parts = [_rows_sql(rows, _Table(vendor, rows.model)) for rows in found]
+        written = [_rows_sql(rows, _Table(vendor, rows.model)) for rows in found]
     except _Unsupported:
         return None
-    return intersection([(f"({sql})", params) for sql, params in parts], snapshot)
+    return [(f"({sql})", params) for sql, params in written]
 
 
 def intersection(parts: list[Statement], snapshot: int | None) -> Statement:

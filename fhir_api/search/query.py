@@ -311,12 +311,19 @@ def _scoping_element(resource_type: str) -> str | None:
 
 def scoped_patient(request: SearchRequest) -> str | None:
     """The Patient id a search is limited to by a plain ``patient``/``subject`` criterion."""
+    found = scoping(request)
+    return None if found is None else found[1]
+
+
+def scoping(request: SearchRequest) -> tuple[int, str] | None:
+    """(position in ``request.criteria``, Patient id) of the first criterion that limits the
+    search to one patient (``scoped_patient``)."""
     if len(request.resource_types) != 1:
         return None
     element = _scoping_element(request.resource_type)
     if element is None:
         return None
-    for _name, _value, c in request.criteria:
+    for i, (_name, _value, c) in enumerate(request.criteria):
         if c.type != "reference" or c.modifier or c.chain is not None or len(c.values) != 1:
             continue
         if c.param is None or _WHERE_PATIENT.sub("", c.param.expression or "") != element:
@@ -325,9 +332,9 @@ def scoped_patient(request: SearchRequest) -> str | None:
         if "/" in value:
             kind, _, ident = value.rpartition("/")
             if kind.rsplit("/", 1)[-1] == "Patient" and ident:
-                return ident
+                return i, ident
         elif c.target_type == "Patient" or c.param.targets == ("Patient",):
-            return value
+            return i, value
     return None
 
 

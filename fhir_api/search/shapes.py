@@ -1,0 +1,103 @@
+"""The index SQL of a search, written once per shape: the same search of another patient.
+
+A monitoring screen or an EHR asks one question of many patients all day
+(``Observation?patient=X&code=…&date=…``). Turning its criteria into conditions and writing
+their SQL (``query.conditions``, ``index_sql``) cost more CPU than PostgreSQL's answer to such
+a patient-scoped search, and it gave the same statement each time but for the patient id.
+
+So the statement's parts are written once per *shape*: the search with the id of the patient it
+is scoped to (``query.scoping``) replaced by a placeholder id. The placeholder then stands in
+the written parameters exactly where the patient's id goes (the rows' ``patient`` column, the
+reference's ``target_id``), and each search of that shape gets the parts with its own patient's
+id put there. A shape whose placeholder turns up anywhere else (inside a longer value, such as
+an absolute URL) is not kept: its searches are written each time, as are searches with chains,
+``_has`` or ``_list`` (their SQL holds subqueries), ``_sort``, several types, and long queries.
+
+The parts depend only on the key: database vendor, the request's base URL (which references
+are ours, ``reference.own_base``), the type and the criteria as given. No condition reads the
+database while it is written (``index_sql`` refuses subquery values), so a kept statement never
+holds data: a resource written after its shape was kept is found like any other.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django.db import connection
+
+from ..validation import ID_RE
+from . import index_sql, query
+from .types import reference
+
+Statement = index_sql.Statement
+
+# An id no client sends: a search that holds it anywhere is written the usual way.
+PLACEHOLDER = "clouddth-search-shape-patient"
+SHAPES = 512
+# Longer searches (a POSTed _search can be long) are written each time, not kept.
+MAX_KEY_TEXT = 2048
+
+
+def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
+    """(``index_sql.matches``'s statement, whether it reads one patient's rows only) for a
+    usual search, from its shape; None when its shape is not kept (the caller writes it)."""
+    if request.sort or len(request.resource_types) != 1:
+        return None
+    scoped = query.scoping(request)
+    patient = None
+    items: list[tuple[str, str]] = []
+    size = 0
+    for i, (name, value, criterion) in enumerate(request.criteria):
+        if criterion.chain is not None or criterion.has is not None or criterion.type == "list":
+            return None
+        if PLACEHOLDER in value:
+            return None
+        if scoped is not None and i == scoped[0]:
+            patient = scoped[1]
+            prefix = value[: len(value) - len(patient)]
+            # Only a plain id given as "X" or "Patient/X": anything else is written each time.
+            if not ID_RE.fullmatch(patient) or not value.endswith(patient):
+                return None
+            if prefix not in ("", "Patient/"):
+                return None
+            value = prefix + PLACEHOLDER
+        items.append((name, value))
+        size += len(name) + len(value)
+    if not items or size > MAX_KEY_TEXT:
+        return None
+    shape = _shape(connection.vendor, reference.own_base(), request.resource_types[0], tuple(items))
+    if shape is None:
+        return None
+    parts, one_patient = shape
+    if patient is not None:
+        parts = [
+            (sql, [patient if p == PLACEHOLDER else p for p in params]) for sql, params in parts
+        ]
+    return index_sql.intersection(parts, request.snapshot), one_patient
+
+
+@lru_cache(maxsize=SHAPES)
+def _shape(
+    _vendor: str, _base: str, resource_type: str, items: tuple[tuple[str, str], ...]
+) -> tuple[list[tuple[str, tuple]], bool] | None:
+    """The parts of a shape's statement and whether they read one patient's rows; None when
+    the shape's SQL is not written by ``index_sql`` or the placeholder is not only the id.
+
+    Written on the connection and base URL of the request being served, which the key names
+    (``_vendor``, ``_base``). A BadRequest from a criterion propagates and is not kept."""
+    request = query.parse(resource_type, list(items), strict=True)
+    placeholder_scoped = query.scoped_patient(request) == PLACEHOLDER
+    where = query.conditions(request)
+    parts = index_sql.parts(request.resource_types, where)
+    if parts is None:
+        return None
+    placed = False
+    for _sql, params in parts:
+        for p in params:
+            if isinstance(p, str) and PLACEHOLDER in p:
+                if p != PLACEHOLDER:
+                    return None
+                placed = True
+    if placed != placeholder_scoped:
+        return None
+    return [(sql, tuple(params)) for sql, params in parts], index_sql.one_patient(where)
