@@ -60,10 +60,13 @@ from ..models import DateIndex, ReferenceIndex, Resource, TokenIndex
 from ..reads import Page, searchset_bundle
 from ..search import include as search_include
 from ..search import query as search_query
+from ..search import shapes
 from ..search.extract import split_reference, token_values
 from ..search.fhirpath import Node
 from ..search.params import Criterion, split_escaped, whole_number
 from ..search.types.base import Ctx, index_rows
+from ..search.types.reference import own_base
+from ..validation import ID_RE
 
 SPEC = "hl7.org/fhir/R4B/observation-operation-lastn.html"
 OBSERVATION = "Observation"
@@ -363,7 +366,54 @@ def window_size(request: LastnRequest, keys: int) -> int:
     return max(WINDOW_MIN, WINDOW_PER_KEY * keys * request.max)
 
 
+# Statements of the recent window by shape: the same $lastn of another patient (search.shapes).
+_recent_shapes: dict[tuple, tuple[str, tuple] | None] = {}
+_NOT_WRITTEN: Any = object()
+
+
 def recent_statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list[Any]]:
+    """``written_recent_statement``, written once per shape of the request and given each
+    patient's id where the placeholder stood (as ``search.shapes`` does for a search): writing
+    it cost more CPU than PostgreSQL's answer. The codes and other criteria are in the key;
+    chains, ``_has`` and ``_list`` among them, long requests and ids other than plain ids are
+    written each time."""
+    key = _shape_key(request, exact)
+    if key is None or not ID_RE.fullmatch(patient):
+        return written_recent_statement(request, patient, exact=exact)
+    kept = _recent_shapes.get(key, _NOT_WRITTEN)
+    if kept is _NOT_WRITTEN:
+        sql, params = written_recent_statement(request, shapes.PLACEHOLDER, exact=exact)
+        placed = [p for p in params if isinstance(p, str) and shapes.PLACEHOLDER in p]
+        kept = (sql, tuple(params)) if all(p == shapes.PLACEHOLDER for p in placed) else None
+        if len(_recent_shapes) >= shapes.SHAPES:
+            _recent_shapes.clear()
+        _recent_shapes[key] = kept
+    if kept is None:
+        return written_recent_statement(request, patient, exact=exact)
+    sql, params = kept
+    return sql, [patient if p == shapes.PLACEHOLDER else p for p in params]
+
+
+def _shape_key(request: LastnRequest, exact: bool) -> tuple | None:
+    others = []
+    size = 0
+    for name, value, criterion in request.search.criteria:
+        if not any(criterion is o for o in request.others):
+            continue
+        if criterion.chain is not None or criterion.has is not None or criterion.type == "list":
+            return None
+        others.append((name, value))
+        size += len(name) + len(value)
+    codes = tuple(request.codes) if request.codes is not None else None
+    size += sum(len(s or "") + len(c or "") for s, c in codes or ())
+    if size > shapes.MAX_KEY_TEXT or shapes.PLACEHOLDER in repr((others, codes)):
+        return None
+    return (connection.vendor, own_base(), request.max, codes, tuple(others), exact)
+
+
+def written_recent_statement(
+    request: LastnRequest, patient: str, *, exact: bool
+) -> tuple[str, list[Any]]:
     """One statement for what the recent window settles, with the resources it keeps.
 
     It returns three kinds of rows (the first column says which):
