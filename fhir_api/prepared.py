@@ -71,14 +71,18 @@ class _Session:
     def __init__(self, raw: object) -> None:
         self.raw = raw
         self.statements: OrderedDict[str, _Statement] = OrderedDict()
+        self.refused: set[str] = set()  # statements ``numbered`` refused, sent as they are
         self.made = 0
 
 
 def numbered(sql: str) -> str:
     """``sql`` with psycopg2's ``%s`` parameter markers as ``$1``, ``$2``….
 
-    ``%%`` is a literal ``%``; any other ``%`` sequence (``%(name)s``) is refused, as is a
-    parameter marker in a quoted literal, which the statements given here never have.
+    ``%%`` is a literal ``%``; any other ``%`` sequence (``%(name)s``) is refused. Quoted
+    literals (``''``, ``'date'``) and ``--`` comments are kept as they are; a ``%`` inside one
+    is refused (psycopg2 would have replaced it there, PostgreSQL would not), as are other
+    quotings (``E'…'``, ``$$…$$``, ``/* … */``), which the statements given here never have.
+    Raises ValueError for what it refuses.
     """
     count = 0
 
@@ -92,9 +96,36 @@ def numbered(sql: str) -> str:
             return f"${count}"
         raise ValueError(f"only %s parameter markers can be prepared, not %{kind}")
 
-    if "'" in sql:
-        raise ValueError("a statement with quoted literals is not prepared")
-    return _PLACEHOLDER.sub(replace, sql)
+    out = []
+    for code, kept in _segments(sql):
+        if "%" in kept:
+            # psycopg2 reads markers there too: %% is its literal %, anything else a parameter
+            if "%" in kept.replace("%%", ""):
+                raise ValueError("a parameter marker in a quoted literal or comment")
+            kept = kept.replace("%%", "%")
+        escape = kept.startswith("'") and re.search(r"[Ee]\Z", code)
+        if "$" in code or "/*" in code or escape:
+            raise ValueError("dollar quotes, block comments and E'' strings are not prepared")
+        out.append(_PLACEHOLDER.sub(replace, code))
+        out.append(kept)
+    return "".join(out)
+
+
+# A quoted literal ('' inside it is a quote) or a -- comment.
+_QUOTED = re.compile(r"'(?:[^']|'')*'(?!')|--[^\n]*")
+
+
+def _segments(sql: str) -> list[tuple[str, str]]:
+    """``sql`` cut into (code, the quoted literal or ``--`` comment after it) pairs."""
+    out = []
+    start = 0
+    for match in _QUOTED.finditer(sql):
+        out.append((sql[start : match.start()], match.group()))
+        start = match.end()
+    out.append((sql[start:], ""))
+    if any("'" in code for code, _kept in out):  # a quote the pattern skipped: left open
+        raise ValueError("an unterminated quoted literal")
+    return out
 
 
 def _session(cursor: CursorWrapper) -> _Session:
@@ -136,6 +167,17 @@ def execute(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
     session = _session(cursor)
     statement = session.statements.get(sql)
     if statement is None:
+        if sql in session.refused:
+            cursor.execute(sql, params)
+            return
+        try:
+            numbered(sql)
+        except ValueError:  # a statement it cannot prepare is sent as it is
+            if len(session.refused) >= MAX_STATEMENTS:
+                session.refused.clear()
+            session.refused.add(sql)
+            cursor.execute(sql, params)
+            return
         statement = _prepare(cursor, session, sql)
     else:
         session.statements.move_to_end(sql)

@@ -254,3 +254,32 @@ def test_off_sends_plain_statements(db, settings):
         create(patient("O-1"))
         create(observation(pid))
     assert statements(queries) == ["WITH", "WITH"]
+
+
+def test_quoted_literals_and_comments_are_prepared_as_written(db):
+    """$lastn's statement holds '' and 'Observation' literals, and a comment with a quote."""
+    sql = (
+        "SELECT %s::text, '' AS empty, 'it''s' AS quote, 'x%%' AS percent"
+        " -- the columns' names\n, %s::int"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["a", 2])
+        plain = cursor.fetchone()
+    for _ in range(2):
+        # a cursor made inside the context: the statements it sends are captured
+        with CaptureQueriesContext(connection) as queries, connection.cursor() as cursor:
+            prepared.execute(cursor, sql, ["a", 2])
+            got = cursor.fetchone()
+        assert got == plain == ("a", "", "it's", "x%", 2)
+        assert statements(queries)[-1] == "EXECUTE"
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT $$x$$, %s::int", "SELECT E'x', %s::int", "SELECT 'x' /* a */, %s::int"]
+)
+def test_statements_it_cannot_prepare_are_sent_as_they_are(db, sql):
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries, connection.cursor() as cursor:
+            prepared.execute(cursor, sql, [7])
+            assert cursor.fetchone() == ("x", 7)
+        assert statements(queries) == ["SELECT"]

@@ -1,7 +1,8 @@
 """A search that reads only one patient's index rows runs on PostgreSQL as a statement prepared
-once per connection (search.fetch._execute with fhir_api.prepared): the same answers as the
+once per connection (search.fetch.execute with fhir_api.prepared): the same answers as the
 plain statement, run after run (past the first five, when PostgreSQL may switch to a generic
-plan), and after the session lost its statements. Searches over all patients stay plain."""
+plan), and after the session lost its statements. Searches over all patients stay plain. So
+does $lastn's statement."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ QUERIES = [
     "Observation?patient={p}&code=http://loinc.org|8867-4&_include=Observation:subject",
     "Observation?patient={p}&code=http://loinc.org|8867-4&_count=2",
     "Observation?patient={p}&category=vital-signs&_summary=count",
+    # $lastn's statement reads one patient's rows only, and holds quoted literals
+    "Observation/$lastn?patient={p}&category=vital-signs",
+    "Observation/$lastn?patient={p}&code=http://loinc.org|8867-4&max=3",
 ]
 
 

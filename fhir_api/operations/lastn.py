@@ -58,6 +58,7 @@ from ..exceptions import BadRequest
 from ..interactions import Answer, Context
 from ..models import DateIndex, ReferenceIndex, Resource, TokenIndex
 from ..reads import Page, searchset_bundle
+from ..search import fetch as search_fetch
 from ..search import include as search_include
 from ..search import query as search_query
 from ..search import shapes
@@ -536,9 +537,9 @@ def statement(
     return sql, params
 
 
-def _rows(sql: str, params: list[Any]) -> list[tuple]:
+def _rows(sql: str, params: list[Any], *, prepare: bool = False) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        search_fetch.execute(cursor, sql, params, prepare)
         return cursor.fetchall()
 
 
@@ -550,7 +551,10 @@ def ranked(request: LastnRequest, patient: str, *, exact: bool) -> dict[int, Can
     lately from the recent window; the codes it leaves (seldom measured, or without times) are
     ranked exactly (``statement``), which reads all their rows, and their resources are read.
     """
-    rows = _rows(*recent_statement(request, patient, exact=exact))
+    # Every read of it is a range of an index that leads with the patient: prepared once per
+    # connection, its generic plan fits every patient, and planning it cost PostgreSQL as much
+    # CPU as running it (1.2-1.8 ms against 1.4-2.0 ms at 1M).
+    rows = _rows(*recent_statement(request, patient, exact=exact), prepare=True)
     codes: list[Key] = [(r[1], r[2], r[3]) for r in rows if r[0] == 0]
     if not codes:
         return {}
