@@ -22,7 +22,7 @@ from .search import include as search_include
 from .search import query as search_query
 from .search import shapes as search_shapes
 from .search.dates import format_instant, parse_interval
-from .search.fetch import fetch, followed_includes
+from .search.fetch import PageRow, fetch, followed_includes
 from .search.shape import shape
 from .validation import check_id, check_resource_type
 
@@ -233,7 +233,7 @@ def search(
     else:
         total = fetched.total
     more = len(fetched.rows) > request.count
-    rows: list[Resource] = fetched.rows[: request.count]
+    rows = fetched.rows[: request.count]
     next_query = search_query.page_query(request, request.offset + request.count) if more else None
     previous_query = (
         search_query.page_query(request, max(0, request.offset - request.count))
@@ -277,7 +277,7 @@ def searchset_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
         bundle["total"] = page.total
     bundle["link"] = _links(url, page)
 
-    def entry(row: Resource, mode: str) -> dict[str, Any]:
+    def entry(row: Resource | PageRow, mode: str) -> dict[str, Any]:
         # "The list of elements does not apply to included resources" (search.html#elements)
         elements = page.elements if mode == "match" else []
         shaped = shape(row.content, page.summary, elements)
