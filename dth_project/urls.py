@@ -12,12 +12,13 @@ from django.urls import include, path
 # and the check of action selections are there.
 urlpatterns = [
     path("", lambda request: redirect("admin:index"), name="home"),
+    # First: most requests are FHIR's, and each pattern tried before costs them a match.
+    path("", include("fhir_api.urls")),
     path("admin/", admin.site.urls),
     path("twins/", include("twins.urls")),
     path("forecasting/", include("forecasting.urls")),
     path("dicomweb/", include("imaging.urls")),
     path("", include("devices.urls")),
-    path("", include("fhir_api.urls")),
 ]
 
 # Errors raised outside the FHIR views (e.g. a Host not allowed) answer an OperationOutcome

@@ -12,6 +12,9 @@ ID = r"(?P<logical_id>[^/]+)"
 urlpatterns = [
     re_path(r"^fhir/?$", views.SystemView.as_view(), name="fhir-system"),
     re_path(r"^fhir/metadata/?$", views.MetadataView.as_view(), name="fhir-metadata"),
+    # Searches and creates, the most frequent requests: early (only "metadata" above is also
+    # a word without a slash after it).
+    re_path(rf"^fhir/{TYPE}/?$", views.TypeView.as_view(), name="fhir-type"),
     re_path(r"^fhir/_history/?$", views.SystemHistoryView.as_view(), name="fhir-history"),
     re_path(r"^fhir/_search/?$", views.SystemSearchView.as_view(), name="fhir-system-search"),
     re_path(
@@ -25,7 +28,6 @@ urlpatterns = [
         views.UnknownOperationView.as_view(),
         name="fhir-operation-unknown",
     ),
-    re_path(rf"^fhir/{TYPE}/?$", views.TypeView.as_view(), name="fhir-type"),
     re_path(rf"^fhir/{TYPE}/_search/?$", views.TypeSearchView.as_view(), name="fhir-search"),
     re_path(
         rf"^fhir/{TYPE}/_history/?$", views.TypeHistoryView.as_view(), name="fhir-type-history"
