@@ -183,7 +183,8 @@ else:
             f"{_options.get('options', '')} -c random_page_cost={_page_cost}".strip()
         )
 DATABASES = {"default": _default_db}
-# The hottest write statements are prepared once per PostgreSQL session (fhir_api.prepared);
+# The hottest statements (a create's insert, a patient's search, $lastn) are prepared once per
+# PostgreSQL session (fhir_api.prepared);
 # off for a pooler in transaction mode (PgBouncer's), whose server sessions change under a client.
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

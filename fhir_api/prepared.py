@@ -1,4 +1,5 @@
-"""Server-side prepared statements for the hottest write statements on PostgreSQL.
+"""Server-side prepared statements for the hottest statements on PostgreSQL: a create's insert,
+and the statements of a search or ``$lastn`` that read one patient's rows (``search.fetch``).
 
 Why: a create on PostgreSQL is one large statement (``services._insert_new``: a CTE that
 inserts the resource, its first version and its index rows from UNNEST arrays). Parsing,
