@@ -18,9 +18,15 @@ units, category vital-signs, ``effectiveDateTime`` spread over the 90 days befor
 subject ``Patient/bench-NNNNNN``. Resources are validated as any write is, unless
 ``--no-validate`` (the output says so). Then ``VACUUM ANALYZE``, as autovacuum would do.
 
-Measuring: gunicorn with ``dth_project/gunicorn.conf.py`` on the database, and ``--clients``
-(4) concurrent client processes, each with one keep-alive connection, send each query
-``--requests`` (200) times in all, each time for a random patient (and date window):
+Measuring: gunicorn with ``dth_project/gunicorn.conf.py`` on each size's database (all of them
+up at once), and ``--clients`` (4) concurrent client processes, each with one keep-alive
+connection per server, send each query ``--requests`` (200) times in all to each size, each time
+for a random patient (and date window). The requests are spread over ``--rounds`` (5) rounds:
+in each, every query goes to every size in turn (the order reversed every other round), each
+share followed at once by the same questions to its floor. A shared machine's speed drifts by
+half within minutes; measured a minute apart, two sizes (or a query and its floor) would be
+measured on two machines, interleaved they share the drift, and the growth and × floor ratios
+are the server's own. The sizes share PostgreSQL's caches while they are measured.
 
   a  Observation?patient=P&code=http://loinc.org|8867-4&date=ge…&date=lt…   (a 30-day window)
   b  Observation/$lastn?patient=P&category=vital-signs
@@ -528,20 +534,23 @@ FLOORS = {
 
 # --- Clients -----------------------------------------------------------------------------------
 
-_conn: Connection | None = None
-_pg = None
+# Each client process keeps one keep-alive connection per server and one per database (with
+# several sizes measured in turn, several servers and databases are up at once).
+_conns: dict[tuple[str, int], Connection] = {}
+_pgs: dict[str, object] = {}
 _TOTAL = re.compile(rb'"total":(\d+)')
 
 
 def _task(job: dict) -> dict:
     """One client's share of a run: HTTP requests or floor statements, timed one by one."""
-    global _conn, _pg
     lat, errors, totals, entries = [], {}, [], []
     perf = time.perf_counter
     cpu0 = time.process_time()
     if job["mode"] == "http":
+        address = (job["host"], job["port"])
+        _conn = _conns.get(address)
         if _conn is None:
-            _conn = Connection(job["host"], job["port"])
+            _conn = _conns[address] = Connection(*address)
         host, token = job["host_header"], job["token"]
         reqs = [build_request("GET", host, path, token) for path in job["paths"]]
         for raw in reqs:
@@ -563,8 +572,9 @@ def _task(job: dict) -> dict:
             totals.append(int(m.group(1)) if m else -1)
             entries.append(body.count(b'"fullUrl"'))
     else:
+        _pg = _pgs.get(job["db_url"])
         if _pg is None:
-            _pg = pg(job["db_url"])
+            _pg = _pgs[job["db_url"]] = pg(job["db_url"])
         cur = _pg.cursor()
         for params in job["params"]:
             t0 = perf()
@@ -733,85 +743,143 @@ def ms(values: list[float], qtl: float) -> float | None:
     return percentile(values, qtl) * 1000 if values else None
 
 
-def measure(db: Database, args, stats: dict) -> dict[str, Figures]:
-    server = Server(db, args)
-    clients = None
-    try:
+class Sized:
+    """One size under measurement: its database, its server, and what was measured so far."""
+
+    def __init__(self, db: Database, args) -> None:
+        self.db, self.args = db, args
+        self.server = Server(db, args)
+        self.rng = random.Random(args.seed)
+        self.kinds: list[str] = []
+        self.lastn = True
+        # per query: HTTP and floor latencies, CPU seconds and answer sizes, over every round
+        self.acc: dict[str, dict] = {}
+
+    def start(self, clients: Clients) -> None:
+        db, args = self.db, self.args
         print(f"[{db.label}] starting gunicorn …", flush=True)
-        token = server.start()
-        target = {
+        token = self.server.start()
+        self.target = {
             "host": "127.0.0.1",
-            "port": server.port,
-            "host_header": f"127.0.0.1:{server.port}",
+            "port": self.server.port,
+            "host_header": f"127.0.0.1:{self.server.port}",
             "token": token,
         }
-        anchor = data_anchor(db)
-        rng = random.Random(args.seed)
+        self.anchor = data_anchor(db)
         kinds = [k for k in args.queries.split(",") if k]
-        status, _body = fetch_json(target, http_path("b", Ask(patient_id(0), "", "")))
-        lastn = status == 200
-        if not lastn and "b" in kinds:
+        status, _body = fetch_json(self.target, http_path("b", Ask(patient_id(0), "", "")))
+        self.lastn = status == 200
+        if not self.lastn and "b" in kinds:
             print(f"[{db.label}] $lastn is not answered (HTTP {status}): skipped", flush=True)
             kinds.remove("b")
-        clients = Clients(args.clients)
-        meter = Meter(server.proc.pid if server.proc else None, db.name)
+        self.kinds = kinds
+        self.meter = Meter(self.server.proc.pid if self.server.proc else None, db.name)
         # Warm every worker and cache: every query a few times, unmeasured.
-        warm = asks(rng, args.clients * 5, db.patients, anchor)
+        warm = asks(self.rng, args.clients * 5, db.patients, self.anchor)
         for kind in kinds:
-            clients.run(http_jobs(kind, warm, target, args.clients))
+            clients.run(http_jobs(kind, warm, self.target, args.clients))
             if kind in FLOORS:
                 clients.run(floor_jobs(kind, warm, db.url, args.clients))
         problems = check_floors(
             [k for k in kinds if k in FLOORS],
-            target,
+            self.target,
             db.url,
-            asks(random.Random(args.seed + 1), 3, db.patients, anchor),
+            asks(random.Random(args.seed + 1), 3, db.patients, self.anchor),
         )
         for p in problems:
             print(f"  floor check: {p}", flush=True)
+        for kind in kinds:
+            self.acc[kind] = {
+                "lat": [],
+                "totals": [],
+                "entries": [],
+                "errors": {},
+                "server_s": 0.0,
+                "pg_s": 0.0,
+                "floor_lat": [],
+                "floor_s": 0.0,
+            }
+
+    def round(self, clients: Clients, kind: str, n: int) -> None:
+        """``n`` requests of ``kind`` over HTTP, then the same questions to the floor."""
+        args, acc = self.args, self.acc[kind]
+        items = asks(self.rng, n, self.db.patients, self.anchor)
+        before = self.meter.snapshot()
+        http = clients.run(http_jobs(kind, items, self.target, args.clients))
+        server_s, pg_s = Meter.used(before, self.meter.snapshot())
+        acc["lat"] += http["lat"]
+        acc["totals"] += http["totals"]
+        acc["entries"] += http["entries"]
+        for k, v in http["errors"].items():
+            acc["errors"][k] = acc["errors"].get(k, 0) + v
+        acc["server_s"] += server_s
+        acc["pg_s"] += pg_s
+        if kind in FLOORS:
+            before = self.meter.snapshot()
+            floor = clients.run(floor_jobs(kind, items, self.db.url, args.clients))
+            _server, floor_pg = Meter.used(before, self.meter.snapshot())
+            acc["floor_lat"] += floor["lat"]
+            acc["floor_s"] += floor_pg + floor["cpu"]
+
+    def figures(self) -> dict[str, Figures]:
         figures: dict[str, Figures] = {}
         for kind in QUERIES:
-            if kind not in kinds:
-                figures[kind] = Figures(note="not run" if kind != "b" or lastn else "no $lastn")
+            if kind not in self.kinds:
+                note = "not run" if kind != "b" or self.lastn else "no $lastn"
+                figures[kind] = Figures(note=note)
                 continue
-            items = asks(rng, args.requests, db.patients, anchor)
-            before = meter.snapshot()
-            http = clients.run(http_jobs(kind, items, target, args.clients))
-            server_s, pg_s = Meter.used(before, meter.snapshot())
+            acc = self.acc[kind]
+            lat = acc["lat"]
             f = Figures(
-                p50=ms(http["lat"], 0.50),
-                p95=ms(http["lat"], 0.95),
-                n=len(http["lat"]),
-                errors=http["errors"],
+                p50=ms(lat, 0.50),
+                p95=ms(lat, 0.95),
+                n=len(lat),
+                errors=acc["errors"],
                 results=statistics.median(
-                    [
-                        t if t >= 0 else e
-                        for t, e in zip(http["totals"], http["entries"], strict=True)
-                    ]
+                    [t if t >= 0 else e for t, e in zip(acc["totals"], acc["entries"], strict=True)]
                 )
-                if http["lat"]
+                if lat
                 else None,
             )
             if f.n:
-                f.server_ms, f.pg_ms = server_s / f.n * 1000, pg_s / f.n * 1000
-            if kind in FLOORS:
-                before = meter.snapshot()
-                floor = clients.run(floor_jobs(kind, items, db.url, args.clients))
-                _server, floor_pg = Meter.used(before, meter.snapshot())
-                f.floor_p50, f.floor_p95 = ms(floor["lat"], 0.50), ms(floor["lat"], 0.95)
-                if floor["lat"]:
-                    f.floor_ms = (floor_pg + floor["cpu"]) / len(floor["lat"]) * 1000
+                f.server_ms, f.pg_ms = acc["server_s"] / f.n * 1000, acc["pg_s"] / f.n * 1000
+            if acc["floor_lat"]:
+                f.floor_p50, f.floor_p95 = ms(acc["floor_lat"], 0.50), ms(acc["floor_lat"], 0.95)
+                f.floor_ms = acc["floor_s"] / len(acc["floor_lat"]) * 1000
             figures[kind] = f
-            print(
-                f"  {kind:<3}{QUERIES[kind]:<38} p50 {fmt(f.p50)} ms  p95 {fmt(f.p95)} ms"
-                + (f"  floor p50 {fmt(f.floor_p50)} ms" if f.floor_p50 else ""),
-                flush=True,
-            )
         return figures
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def measure(dbs: list[Database], args) -> list[dict[str, Figures]]:
+    """Every size's server up at once, then ``--rounds`` rounds: in each, for every size (in
+    turn, the order reversed every other round) and query, a share of its ``--requests`` over
+    HTTP and then the same questions to its floor.
+
+    On a shared machine whose speed drifts by half within minutes, a size or a floor measured
+    a minute after another is measured on another machine: interleaved, they share its drift,
+    and the ratios (× floor, growth) are the server's own."""
+    sized = [Sized(db, args) for db in dbs]
+    clients = Clients(args.clients)
+    try:
+        for one in sized:
+            one.start(clients)
+        kinds = [k for k in QUERIES if any(k in one.kinds for one in sized)]
+        shares = split(list(range(args.requests)), args.rounds)
+        for r, share in enumerate(shares):
+            order = sized if r % 2 == 0 else sized[::-1]
+            print(f"  round {r + 1}/{len(shares)}", flush=True)
+            for kind in kinds:
+                for one in order:
+                    if kind in one.kinds and share:
+                        one.round(clients, kind, len(share))
+        return [one.figures() for one in sized]
     finally:
-        if clients is not None:
-            clients.close()
-        server.stop()
+        clients.close()
+        for one in sized:
+            one.stop()
 
 
 # --- Report ------------------------------------------------------------------------------------
@@ -968,6 +1036,12 @@ def parse_args(argv=None):
     p.add_argument("--load-workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (4)")
     p.add_argument("--requests", type=int, default=200, help="requests per query (200)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds the requests are spread over, the sizes and floors interleaved (5)",
+    )
     p.add_argument("--queries", default="a,b,c,c',d,e,f", help="which queries (a,b,c,c',d,e,f)")
     p.add_argument("--seed", type=int, default=20260101)
     p.add_argument(
@@ -992,6 +1066,8 @@ def parse_args(argv=None):
         shapes = [(args.patients, size // args.patients) for size in sizes]
     else:
         shapes = [(size // args.observations, args.observations) for size in sizes]
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     if sorted(sizes) != sizes or any(n < 1 or m < 1 for n, m in shapes):
         p.error("sizes must be ascending, with at least one patient and one Observation each")
     args.size_list = list(zip(sizes, shapes, strict=True))
@@ -1006,6 +1082,7 @@ def main(argv=None) -> int:
     Path(args.server_log).parent.mkdir(parents=True, exist_ok=True)
     runs: list[tuple[Database, dict[str, Figures], dict]] = []
     databases = []
+    loaded: list[tuple[Database, dict]] = []
     try:
         for size, (patients, observations) in args.size_list:
             label = size_label(size)
@@ -1023,15 +1100,15 @@ def main(argv=None) -> int:
             db.env.pop("DJANGO_SETTINGS_MODULE", None)
             databases.append(db)
             stats = load(db, args)
+            loaded.append((db, stats))
             for relname, rows, size_bytes in table_sizes(db)[:6]:
                 print(f"  {relname:<28}{rows:>14,} rows {size_bytes / 2**20:>10,.0f} MB")
-            if args.load_only:
-                continue
-            figures = measure(db, args, stats)
+        if args.load_only or not loaded:
+            return 0
+        measured = measure([db for db, _stats in loaded], args)
+        for (db, stats), figures in zip(loaded, measured, strict=True):
             runs.append((db, figures, stats))
             print_size(db, figures, stats, args)
-        if not runs:
-            return 0
         growth = print_growth([(d, f) for d, f, _s in runs]) if len(runs) > 1 else None
         big_db, big, _ = runs[-1]
         print()
