@@ -51,8 +51,8 @@ def test_each_patient_gets_their_own_latest(api, vitals):  # noqa: F811
     assert ids(lastn(api, "patient=p1&max=2")) == first["p1"]
 
 
-def test_a_request_holding_the_placeholder_is_answered_and_not_kept(api, vitals):  # noqa: F811
+def test_a_request_holding_the_stand_in_is_answered_and_not_kept(api, vitals):  # noqa: F811
     lastn_op._recent_shapes.clear()
-    bundle = lastn(api, f"patient=p1&code={shapes.PLACEHOLDER}")
+    bundle = lastn(api, f"patient=p1&code={shapes.STAND_IN}")
     assert ids(bundle) == []
     assert not lastn_op._recent_shapes

@@ -98,8 +98,8 @@ def test_a_resource_written_after_its_shape_was_kept_is_found(dataset):  # noqa:
         # absolute references (ours and another server's) and odd ids are written each time
         "Observation?subject=http://testserver/fhir/Patient/pat-anna&code=8867-4",
         "Observation?subject=http://elsewhere.example/fhir/Patient/pat-anna",
-        f"Observation?patient={shapes.PLACEHOLDER}",
-        f"Observation?patient=pat-anna&code={shapes.PLACEHOLDER}",
+        f"Observation?patient={shapes.STAND_IN}",
+        f"Observation?patient=pat-anna&code={shapes.STAND_IN}",
     ],
 )
 def test_searches_not_kept_by_shape_still_answer(dataset, query):  # noqa: F811

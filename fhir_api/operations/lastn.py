@@ -374,7 +374,7 @@ _NOT_WRITTEN: Any = object()
 
 def recent_statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list[Any]]:
     """``written_recent_statement``, written once per shape of the request and given each
-    patient's id where the placeholder stood (as ``search.shapes`` does for a search): writing
+    patient's id where the stand-in stood (as ``search.shapes`` does for a search): writing
     it cost more CPU than PostgreSQL's answer. The codes and other criteria are in the key;
     chains, ``_has`` and ``_list`` among them, long requests and ids other than plain ids are
     written each time."""
@@ -383,16 +383,16 @@ def recent_statement(request: LastnRequest, patient: str, *, exact: bool) -> tup
         return written_recent_statement(request, patient, exact=exact)
     kept = _recent_shapes.get(key, _NOT_WRITTEN)
     if kept is _NOT_WRITTEN:
-        sql, params = written_recent_statement(request, shapes.PLACEHOLDER, exact=exact)
-        placed = [p for p in params if isinstance(p, str) and shapes.PLACEHOLDER in p]
-        kept = (sql, tuple(params)) if all(p == shapes.PLACEHOLDER for p in placed) else None
+        sql, params = written_recent_statement(request, shapes.STAND_IN, exact=exact)
+        placed = [p for p in params if isinstance(p, str) and shapes.STAND_IN in p]
+        kept = (sql, tuple(params)) if all(p == shapes.STAND_IN for p in placed) else None
         if len(_recent_shapes) >= shapes.SHAPES:
             _recent_shapes.clear()
         _recent_shapes[key] = kept
     if kept is None:
         return written_recent_statement(request, patient, exact=exact)
     sql, params = kept
-    return sql, [patient if p == shapes.PLACEHOLDER else p for p in params]
+    return sql, [patient if p == shapes.STAND_IN else p for p in params]
 
 
 def _shape_key(request: LastnRequest, exact: bool) -> tuple | None:
@@ -407,7 +407,7 @@ def _shape_key(request: LastnRequest, exact: bool) -> tuple | None:
         size += len(name) + len(value)
     codes = tuple(request.codes) if request.codes is not None else None
     size += sum(len(s or "") + len(c or "") for s, c in codes or ())
-    if size > shapes.MAX_KEY_TEXT or shapes.PLACEHOLDER in repr((others, codes)):
+    if size > shapes.MAX_KEY_TEXT or shapes.STAND_IN in repr((others, codes)):
         return None
     return (connection.vendor, own_base(), request.max, codes, tuple(others), exact)
 

@@ -6,10 +6,10 @@ their SQL (``query.conditions``, ``index_sql``) cost more CPU than PostgreSQL's 
 a patient-scoped search, and it gave the same statement each time but for the patient id.
 
 So the statement's parts are written once per *shape*: the search with the id of the patient it
-is scoped to (``query.scoping``) replaced by a placeholder id. The placeholder then stands in
+is scoped to (``query.scoping``) replaced by a stand-in id. The stand-in then appears in
 the written parameters exactly where the patient's id goes (the rows' ``patient`` column, the
 reference's ``target_id``), and each search of that shape gets the parts with its own patient's
-id put there. A shape whose placeholder turns up anywhere else (inside a longer value, such as
+id put there. A shape whose stand-in turns up anywhere else (inside a longer value, such as
 an absolute URL) is not kept: its searches are written each time, as are searches with chains,
 ``_has`` or ``_list`` (their SQL holds subqueries), ``_sort``, several types, and long queries.
 
@@ -32,7 +32,7 @@ from .types import reference
 Statement = index_sql.Statement
 
 # An id no client sends: a search that holds it anywhere is written the usual way.
-PLACEHOLDER = "clouddth-search-shape-patient"
+STAND_IN = "clouddth-search-shape-patient"
 SHAPES = 512
 # Longer searches (a POSTed _search can be long) are written each time, not kept.
 MAX_KEY_TEXT = 2048
@@ -50,7 +50,7 @@ def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
     for i, (name, value, criterion) in enumerate(request.criteria):
         if criterion.chain is not None or criterion.has is not None or criterion.type == "list":
             return None
-        if PLACEHOLDER in value:
+        if STAND_IN in value:
             return None
         if scoped is not None and i == scoped[0]:
             patient = scoped[1]
@@ -60,7 +60,7 @@ def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
                 return None
             if prefix not in ("", "Patient/"):
                 return None
-            value = prefix + PLACEHOLDER
+            value = prefix + STAND_IN
         items.append((name, value))
         size += len(name) + len(value)
     if not items or size > MAX_KEY_TEXT:
@@ -70,9 +70,7 @@ def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
         return None
     parts, one_patient = shape
     if patient is not None:
-        parts = [
-            (sql, [patient if p == PLACEHOLDER else p for p in params]) for sql, params in parts
-        ]
+        parts = [(sql, [patient if p == STAND_IN else p for p in params]) for sql, params in parts]
     return index_sql.intersection(parts, request.snapshot), one_patient
 
 
@@ -81,12 +79,12 @@ def _shape(
     _vendor: str, _base: str, resource_type: str, items: tuple[tuple[str, str], ...]
 ) -> tuple[list[tuple[str, tuple]], bool] | None:
     """The parts of a shape's statement and whether they read one patient's rows; None when
-    the shape's SQL is not written by ``index_sql`` or the placeholder is not only the id.
+    the shape's SQL is not written by ``index_sql`` or the stand-in is not only the id.
 
     Written on the connection and base URL of the request being served, which the key names
     (``_vendor``, ``_base``). A BadRequest from a criterion propagates and is not kept."""
     request = query.parse(resource_type, list(items), strict=True)
-    placeholder_scoped = query.scoped_patient(request) == PLACEHOLDER
+    stand_in_scoped = query.scoped_patient(request) == STAND_IN
     where = query.conditions(request)
     parts = index_sql.parts(request.resource_types, where)
     if parts is None:
@@ -94,10 +92,10 @@ def _shape(
     placed = False
     for _sql, params in parts:
         for p in params:
-            if isinstance(p, str) and PLACEHOLDER in p:
-                if p != PLACEHOLDER:
+            if isinstance(p, str) and STAND_IN in p:
+                if p != STAND_IN:
                     return None
                 placed = True
-    if placed != placeholder_scoped:
+    if placed != stand_in_scoped:
         return None
     return [(sql, tuple(params)) for sql, params in parts], index_sql.one_patient(where)
