@@ -384,15 +384,15 @@ def recent_statement(request: LastnRequest, patient: str, *, exact: bool) -> tup
     kept = _recent_shapes.get(key, _NOT_WRITTEN)
     if kept is _NOT_WRITTEN:
         sql, params = written_recent_statement(request, shapes.STAND_IN, exact=exact)
-        placed = [p for p in params if isinstance(p, str) and shapes.STAND_IN in p]
-        kept = (sql, tuple(params)) if all(p == shapes.STAND_IN for p in placed) else None
+        kept_params = shapes.template(params)
+        kept = None if kept_params is None else (sql, kept_params)
         if len(_recent_shapes) >= shapes.SHAPES:
             _recent_shapes.clear()
         _recent_shapes[key] = kept
     if kept is None:
         return written_recent_statement(request, patient, exact=exact)
     sql, params = kept
-    return sql, [patient if p == shapes.STAND_IN else p for p in params]
+    return sql, shapes.given(params, patient)
 
 
 def _shape_key(request: LastnRequest, exact: bool) -> tuple | None:
@@ -401,7 +401,7 @@ def _shape_key(request: LastnRequest, exact: bool) -> tuple | None:
     for name, value, criterion in request.search.criteria:
         if not any(criterion is o for o in request.others):
             continue
-        if criterion.chain is not None or criterion.has is not None or criterion.type == "list":
+        if not shapes.keepable(criterion):
             return None
         others.append((name, value))
         size += len(name) + len(value)

@@ -21,12 +21,15 @@ holds data: a resource written after its shape was kept is found like any other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from django.db import connection
 
 from ..validation import ID_RE
 from . import index_sql, query
+from .params import Criterion
 from .types import reference
 
 Statement = index_sql.Statement
@@ -36,6 +39,26 @@ STAND_IN = "clouddth-search-shape-patient"
 SHAPES = 512
 # Longer searches (a POSTed _search can be long) are written each time, not kept.
 MAX_KEY_TEXT = 2048
+
+
+def keepable(criterion: Criterion) -> bool:
+    """A criterion a kept statement may hold: not a chain, ``_has`` or ``_list``, whose SQL
+    holds subqueries."""
+    return criterion.chain is None and criterion.has is None and criterion.type != "list"
+
+
+def template(params: Sequence[Any]) -> tuple | None:
+    """``params`` to keep, if the stand-in is in them only as whole values (``given`` can
+    then put a patient's id there); None if it is inside a longer one."""
+    for p in params:
+        if isinstance(p, str) and STAND_IN in p and p != STAND_IN:
+            return None
+    return tuple(params)
+
+
+def given(params: Sequence[Any], patient: str) -> list[Any]:
+    """A kept ``template`` with ``patient``'s id where the stand-in stood."""
+    return [patient if p == STAND_IN else p for p in params]
 
 
 def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
@@ -48,9 +71,7 @@ def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
     items: list[tuple[str, str]] = []
     size = 0
     for i, (name, value, criterion) in enumerate(request.criteria):
-        if criterion.chain is not None or criterion.has is not None or criterion.type == "list":
-            return None
-        if STAND_IN in value:
+        if not keepable(criterion) or STAND_IN in value:
             return None
         if scoped is not None and i == scoped[0]:
             patient = scoped[1]
@@ -70,7 +91,7 @@ def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
         return None
     parts, one_patient = shape
     if patient is not None:
-        parts = [(sql, [patient if p == STAND_IN else p for p in params]) for sql, params in parts]
+        parts = [(sql, given(params, patient)) for sql, params in parts]
     return index_sql.intersection(parts, request.snapshot), one_patient
 
 
@@ -89,13 +110,10 @@ def _shape(
     parts = index_sql.parts(request.resource_types, where)
     if parts is None:
         return None
-    placed = False
-    for _sql, params in parts:
-        for p in params:
-            if isinstance(p, str) and STAND_IN in p:
-                if p != STAND_IN:
-                    return None
-                placed = True
+    kept = [(sql, template(params)) for sql, params in parts]
+    if any(params is None for _sql, params in kept):
+        return None
+    placed = any(STAND_IN in params for _sql, params in kept)
     if placed != stand_in_scoped:
         return None
-    return [(sql, tuple(params)) for sql, params in parts], index_sql.one_patient(where)
+    return kept, index_sql.one_patient(where)
