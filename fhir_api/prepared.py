@@ -139,8 +139,11 @@ def _session(cursor: CursorWrapper) -> _Session:
     return session
 
 
-def _prepare(cursor: CursorWrapper, session: _Session, sql: str) -> _Statement:
-    text = numbered(sql)
+def _prepare(
+    cursor: CursorWrapper, session: _Session, sql: str, text: str | None = None
+) -> _Statement:
+    """``text``: ``numbered(sql)``, when the caller has it already."""
+    text = numbered(sql) if text is None else text
     name = f"dth_{session.made + 1}"
     # Raises on failure (an aborted transaction, a statement PostgreSQL cannot type): nothing is
     # recorded then, and the error is the one the statement itself would have raised.
@@ -172,14 +175,14 @@ def execute(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
             cursor.execute(sql, params)
             return
         try:
-            numbered(sql)
+            text = numbered(sql)
         except ValueError:  # a statement it cannot prepare is sent as it is
             if len(session.refused) >= MAX_STATEMENTS:
                 session.refused.clear()
             session.refused.add(sql)
             cursor.execute(sql, params)
             return
-        statement = _prepare(cursor, session, sql)
+        statement = _prepare(cursor, session, sql, text)
     else:
         session.statements.move_to_end(sql)
     try:
