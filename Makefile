@@ -12,9 +12,9 @@ STAMP := $(VENV)/.installed
 .PHONY: help venv demo serve test lint bench clean
 
 help:
-	@echo "make demo    local demo on SQLite: demo data, a clinician login and token, gunicorn on 127.0.0.1:\$${PORT:-8000}"
+	@echo "make demo    local demo on SQLite: demo data, a clinician login and token, the production server on 127.0.0.1:\$${PORT:-8000}"
 	@echo "make test    the test suite (PYTEST_ARGS=... passes options to pytest; REQUIRE_POSTGRES=1 for PostgreSQL)"
-	@echo "make serve   migrate, then gunicorn on 127.0.0.1:\$${PORT:-8000} with the environment's settings"
+	@echo "make serve   migrate, then the production server (granian) on 127.0.0.1:\$${PORT:-8000} with the environment's settings"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make bench   bench/crud.py (BENCH_ARGS=... passes options)"
 	@echo "make venv    create .venv and install the project with its test extras"
@@ -34,7 +34,7 @@ demo: venv
 
 serve: venv
 	$(BIN)/python manage.py migrate --noinput
-	exec $(BIN)/gunicorn dth_project.wsgi -c dth_project/gunicorn.conf.py
+	exec $(BIN)/python -m dth_project.serve
 
 # var/ holds the SQLite databases and the live test server's log (tests/conftest.py writes
 # var/live-server.log even when the database is PostgreSQL and settings create no var/).

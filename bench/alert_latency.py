@@ -5,8 +5,8 @@
     .venv/bin/python bench/alert_latency.py --rate 500 --episodes 10 --every 2
     .venv/bin/python bench/alert_latency.py --nice -10           # as root, on a busy machine
 
-As deployed: a fresh PostgreSQL database (``--db-name``) migrated; gunicorn with
-``dth_project/gunicorn.conf.py``; real Celery workers (``celery -A dth_project worker``,
+As deployed: a fresh PostgreSQL database (``--db-name``) migrated; the production
+server (``python -m dth_project.serve``); real Celery workers (``celery -A dth_project worker``,
 ``--worker-concurrency`` processes) consuming the twin refreshes the server queues after each
 commit (4 processes by default: a refresh waits on PostgreSQL more than it computes, so 2
 cores keep 4 busy), on Redis (``--broker-url``) with a queue of the run's own
@@ -682,10 +682,11 @@ def parse_args(argv=None):
         help="Celery broker (a queue of the run's own is made there and deleted at the end)",
     )
     p.add_argument(
-        "--gunicorn-arg",
+        "--server-arg",
         action="append",
         default=[],
-        help="extra gunicorn argument, repeatable (e.g. --gunicorn-arg=-w3)",
+        help="extra argument of python -m dth_project.serve, repeatable"
+        " (e.g. --server-arg=--workers=3)",
     )
     p.add_argument(
         "--nice",

@@ -1,6 +1,7 @@
 """What the benches under bench/ share: the bench database (created, dropped, opened, migrated),
-the production server (gunicorn) and ``manage.py`` run on it, CPU accounting from /proc, the
-``--nice`` priority of what a bench starts, and the percentile of a sample.
+the production server (``python -m dth_project.serve``: granian) and ``manage.py`` run on it, CPU
+accounting from /proc, the ``--nice`` priority of what a bench starts, and the percentile of a
+sample.
 
 bench/ is not a package: each bench runs as a script with this directory on ``sys.path`` and
 imports ``common``.
@@ -175,10 +176,10 @@ def renice(pids: Iterable[int], nice: int) -> None:
 # --- The production server ---------------------------------------------------------------------
 
 
-def start_gunicorn(
+def start_server(
     env: dict,
     port: int,
-    gunicorn_args: list[str],
+    server_args: list[str],
     log_path: str | Path,
     token: str,
     *,
@@ -186,21 +187,12 @@ def start_gunicorn(
     timeout: float = 60.0,
     interval: float = 0.2,
 ) -> tuple[subprocess.Popen, IO]:
-    """gunicorn with ``dth_project/gunicorn.conf.py`` on 127.0.0.1:``port``, its output in
-    ``log_path``, once ``/fhir/metadata`` answers 200 with ``token``: the process and the open
-    log (for `stop_server`). A RuntimeError naming the log if it exits or is not up in time."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "dth_project.wsgi",
-        "-c",
-        "dth_project/gunicorn.conf.py",
-        "-b",
-        f"127.0.0.1:{port}",
-        *gunicorn_args,
-    ]
-    print(f"server: {' '.join(cmd[2:])}", flush=True)
+    """The production server (``python -m dth_project.serve``) on 127.0.0.1:``port``, its
+    output in ``log_path``, once ``/fhir/metadata`` answers 200 with ``token``: the process and
+    the open log (for `stop_server`). A RuntimeError naming the log if it exits or is not up in
+    time."""
+    cmd = [sys.executable, "-m", "dth_project.serve", "--port", str(port), *server_args]
+    print(f"server: {' '.join(cmd[1:])}", flush=True)
     log = open(log_path, "w")  # noqa: SIM115 (closed in stop_server)
     proc = popen_niced(cmd, nice, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     print(f"server pid {proc.pid}, log {log_path}", flush=True)
@@ -222,11 +214,12 @@ def start_gunicorn(
 
 
 def stop_server(proc: subprocess.Popen | None, log: IO | None) -> None:
-    """A graceful stop (SIGTERM: gunicorn lets its workers finish), killed after 30 s."""
+    """A graceful stop (SIGTERM: the server lets requests in progress finish), killed after
+    40 s."""
     if proc is not None and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)

@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """CRUD throughput of the production server: creates/s, reads/s and a 50/50 mix, with latency.
 
-    .venv/bin/python bench/crud.py                      # own database and gunicorn, 10 s each
+    .venv/bin/python bench/crud.py                      # own database and server, 10 s each
     .venv/bin/python bench/crud.py --duration 20 --repeat 3
     .venv/bin/python bench/crud.py --url http://127.0.0.1:8000 --token T \\
         --database-url postgres://postgres@127.0.0.1:5432/clouddth
 
 By default it drops and re-creates a PostgreSQL database (``clouddth_bench``), migrates it,
-issues a token, starts gunicorn with ``dth_project/gunicorn.conf.py`` on a free loopback port,
-runs the workloads and stops the server (and drops the database unless ``--keep-db``). With
-``--url`` and ``--token`` it drives a server that is already running instead.
+issues a token, starts the production server (``python -m dth_project.serve``) on a free
+loopback port, runs the workloads and stops the server (and drops the database unless
+``--keep-db``). With ``--url`` and ``--token`` it drives a server that is already running
+instead.
 
 Workloads, each ``--duration`` seconds with ``--clients`` concurrent clients (processes, each
 with one persistent keep-alive HTTP/1.1 connection and a minimal HTTP client, so that the load
@@ -62,7 +63,7 @@ from common import (  # bench/ is not a package: its directory is on sys.path
     recreate_database,
     renice,
     set_autogroup_nice,
-    start_gunicorn,
+    start_server,
     stop_server,
     with_dbname,
 )
@@ -597,7 +598,7 @@ def run_workload(
 
 
 class OwnServer:
-    """A fresh database, migrated, a token, and gunicorn with the project's configuration."""
+    """A fresh database, migrated, a token, and the production server on it."""
 
     def __init__(self, args) -> None:
         self.args = args
@@ -650,10 +651,10 @@ class OwnServer:
         self.manage("migrate", "--noinput")
         self.purge_tasks()
         token = issue_token(self.env, "bench/crud.py")
-        self.proc, self.log = start_gunicorn(
+        self.proc, self.log = start_server(
             self.env,
             self.port,
-            self.args.gunicorn_arg,
+            self.args.server_arg,
             self.args.server_log,
             token,
             nice=getattr(self.args, "nice", 0),
@@ -729,8 +730,8 @@ def report(runs: list[dict[str, Summary]], args) -> dict:
         if args.nice:
             print(f"server, clients and database backends at nice {args.nice}")
         print(
-            "server: gunicorn with dth_project/gunicorn.conf.py"
-            + (" " + " ".join(args.gunicorn_arg) if args.gunicorn_arg else "")
+            "server: python -m dth_project.serve"
+            + (" " + " ".join(args.server_arg) if args.server_arg else "")
             + "; Celery tasks "
             + (
                 f"queued to {args.broker_url}, not run"
@@ -844,10 +845,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
     p.add_argument(
-        "--gunicorn-arg",
+        "--server-arg",
         action="append",
         default=[],
-        help="extra gunicorn argument, repeatable (e.g. --gunicorn-arg=-w3)",
+        help="extra argument of python -m dth_project.serve, repeatable"
+        " (e.g. --server-arg=--workers=3)",
     )
     p.add_argument(
         "--tasks",

@@ -14,8 +14,8 @@ as a wristband sends them, over a stretch of simulated days in the past month.
 
 For each transport a fresh PostgreSQL database (``--db-name``) is dropped, created and migrated:
 
-- http: gunicorn with ``dth_project/gunicorn.conf.py`` on a free loopback port; ``--clients``
-  (4) client processes, each with one keep-alive connection, POST the readings to
+- http: the production server (``python -m dth_project.serve``) on a free loopback port;
+  ``--clients`` (4) client processes, each with one keep-alive connection, POST the readings to
   ``/api/devices/readings`` in batches of ``--batch`` (500) readings of one device each
   (``Authorization: Device <key>``), every batch answered 202 with all of it accepted.
 - mqtt: ``--consumers`` (4) ``manage.py mqtt_ingest --shared`` processes; one publisher sends the
@@ -38,7 +38,7 @@ with ``COPY … FROM STDIN`` into plain tables (no index, no constraint) in one 
 after each transport in its database (a shared machine's load changes from minute to minute).
 
 Printed: readings/s per transport, the floor, the ratio, the peak RSS (VmHWM) of each ingest
-process (gunicorn workers, mqtt_ingest), CPU seconds per 1,000 readings of the ingest processes
+process (server workers, mqtt_ingest), CPU seconds per 1,000 readings of the ingest processes
 and of PostgreSQL (steadier than readings/s on a shared machine), and the targets: ≥ 5,000
 readings/s over each transport, ≥ 25 % of the floor, ≤ 400 MB peak RSS per process.
 Exit status 1 when a reading was lost, rejected or duplicated, or a transport timed out.
@@ -455,9 +455,9 @@ def run_http(args, data: dict, server: OwnServer) -> Outcome:
         if found != hr:
             out.problems.append(f"Observation?code=…8867-4 counts {found}, {hr} heart rates sent")
         for pid in workers:
-            out.rss_mb[f"gunicorn worker {pid}"] = vm_hwm_mb(pid) or float("nan")
-        out.rss_mb[f"gunicorn master {server.proc.pid}"] = vm_hwm_mb(server.proc.pid) or 0.0
-        out.note = f"{len(workers)} gunicorn workers, {len(requests)} requests of ≤{args.batch}"
+            out.rss_mb[f"server worker {pid}"] = vm_hwm_mb(pid) or float("nan")
+        out.rss_mb[f"server main {server.proc.pid}"] = vm_hwm_mb(server.proc.pid) or 0.0
+        out.note = f"{len(workers)} server workers, {len(requests)} requests of ≤{args.batch}"
     finally:
         conn.close()
     return out
@@ -725,7 +725,7 @@ def parse_args(argv=None):
         "--consumers",
         type=int,
         default=4,
-        help="mqtt_ingest processes (4: as many as gunicorn's workers, each one transaction at a"
+        help="mqtt_ingest processes (4: each one transaction at a"
         " time, so that one's commit overlaps the others' work)",
     )
     p.add_argument("--message-size", type=int, default=250, help="readings per message (250)")
@@ -736,10 +736,11 @@ def parse_args(argv=None):
         help="extra mqtt_ingest argument, repeatable (e.g. --consumer-arg=--max-batch=4000)",
     )
     p.add_argument(
-        "--gunicorn-arg",
+        "--server-arg",
         action="append",
         default=[],
-        help="extra gunicorn argument, repeatable (e.g. --gunicorn-arg=-w3)",
+        help="extra argument of python -m dth_project.serve, repeatable"
+        " (e.g. --server-arg=--workers=3)",
     )
     p.add_argument("--mqtt-url", help="use this broker instead of a Mosquitto of the bench's own")
     p.add_argument(
@@ -896,7 +897,7 @@ def main(argv=None) -> int:
                     pg_url=args.pg_url,
                     db_name=args.db_name,
                     keep_db=True,
-                    gunicorn_arg=args.gunicorn_arg,
+                    server_arg=args.server_arg,
                     server_log=args.server_log,
                     nice=args.nice,
                 )

@@ -18,8 +18,8 @@ units, category vital-signs, ``effectiveDateTime`` spread over the 90 days befor
 subject ``Patient/bench-NNNNNN``. Resources are validated as any write is, unless
 ``--no-validate`` (the output says so). Then ``VACUUM ANALYZE``, as autovacuum would do.
 
-Measuring: gunicorn with ``dth_project/gunicorn.conf.py`` on each size's database (all of them
-up at once), and ``--clients`` (4) concurrent client processes, each with one keep-alive
+Measuring: the production server (``python -m dth_project.serve``) on each size's database (all
+of them up at once), and ``--clients`` (4) concurrent client processes, each with one keep-alive
 connection per server, send each query ``--requests`` (200) times in all to each size, each time
 for a random patient (and date window). The requests are spread over ``--rounds`` (5) rounds:
 in each, every query goes to every size in turn (the order reversed every other round), each
@@ -82,7 +82,7 @@ from common import (  # bench/ is not a package: its directory is on sys.path
     percentile,
     pg,
     recreate_database,
-    start_gunicorn,
+    start_server,
     stop_server,
     with_dbname,
 )
@@ -385,7 +385,7 @@ def table_sizes(db: Database) -> list[tuple[str, int, int]]:
 
 
 class Server:
-    """gunicorn with the project's configuration on a database."""
+    """The production server on a database."""
 
     def __init__(self, db: Database, args) -> None:
         self.db, self.args = db, args
@@ -396,10 +396,10 @@ class Server:
 
     def start(self) -> str:
         token = issue_token(self.env, "bench/search.py")
-        self.proc, self.log = start_gunicorn(
+        self.proc, self.log = start_server(
             self.env,
             self.port,
-            self.args.gunicorn_arg,
+            self.args.server_arg,
             self.args.server_log,
             token,
             timeout=90,
@@ -757,7 +757,7 @@ class Sized:
 
     def start(self, clients: Clients) -> None:
         db, args = self.db, self.args
-        print(f"[{db.label}] starting gunicorn …", flush=True)
+        print(f"[{db.label}] starting the server …", flush=True)
         token = self.server.start()
         self.target = {
             "host": "127.0.0.1",
@@ -1051,7 +1051,10 @@ def parse_args(argv=None):
     )
     p.add_argument("--db-name", default="clouddth_bench_search", help="prefix of the databases")
     p.add_argument(
-        "--gunicorn-arg", action="append", default=[], help="extra gunicorn argument, repeatable"
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument of python -m dth_project.serve, repeatable",
     )
     p.add_argument("--server-log", default=str(ROOT / "var" / "bench-search-server.log"))
     p.add_argument("--json", help="also write the figures to this file")

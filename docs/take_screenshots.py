@@ -10,8 +10,8 @@ What it does, all on a throw-away SQLite database under a temporary ``DTH_VAR_DI
    history ingested in process (charts and personal baselines get data), in which a sepsis
    episode (patient 1) and hypoxia (patient 3) began 90 minutes ago; then
    ``simulate_wearables`` goes on streaming them live over HTTP for ``--duration`` seconds at
-   30 readings/s, the episodes still running, to the production server (gunicorn, DEBUG off;
-   static files through WhiteNoise);
+   30 readings/s, the episodes still running, to the production server (dth_project.serve,
+   DEBUG off; static files through WhiteNoise);
 3. a clinician (group ``clinician``) logs in: a session made with Django's test client
    (``force_login``), its cookie handed to Chromium; one alert is acknowledged and assigned so
    the ward shows triage states;
@@ -275,16 +275,7 @@ def main() -> None:
         django_setup(env)
         backfill(args.backfill, PATIENTS, SEED)
         server = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "dth_project.wsgi",
-                "-c",
-                "dth_project/gunicorn.conf.py",
-                "-w",
-                "2",
-            ],
+            [PYTHON, "-m", "dth_project.serve", "--workers", "2"],
             cwd=ROOT,
             env=env,
         )

@@ -1,4 +1,4 @@
-"""WSGI entry point used by gunicorn (``make serve``).
+"""WSGI entry point that the production server serves (``dth_project/serve.py``).
 
 Requests under ``/fhir`` go through a handler with only the middleware a bearer-token JSON API
 uses: no sessions, CSRF, Django authentication, messages or static files, which exist for the

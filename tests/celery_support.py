@@ -1,5 +1,5 @@
 """Real processes of the app for the tests that run it as deployed: a Celery worker
-(``celery -A dth_project worker``) and the production server (gunicorn), both on the test
+(``celery -A dth_project worker``) and the production server (``dth_project.serve``), both on the test
 database and the test's own queue, started, awaited, stopped and cleaned up after.
 
 A worker takes only the queue it is given (``CELERY_QUEUE``), so another worker on the
@@ -83,18 +83,9 @@ def spawn_worker(env: dict[str, str], queue: str, log_path: Path) -> subprocess.
 
 
 def spawn_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    """gunicorn with the production configuration and two workers on 127.0.0.1:``port``;
-    `server_ready` tells when it answers."""
-    argv = [
-        "gunicorn",
-        "dth_project.wsgi",
-        "-c",
-        "dth_project/gunicorn.conf.py",
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        "2",
-    ]
+    """The production server (``python -m dth_project.serve``) with two workers on
+    127.0.0.1:``port``; `server_ready` tells when it answers."""
+    argv = ["dth_project.serve", "--port", str(port), "--workers", "2"]
     return spawn(argv, env, log_path)
 
 

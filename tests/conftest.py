@@ -86,7 +86,8 @@ def _database_url() -> str:
 
 @pytest.fixture(scope="session")
 def live_server_url(django_db_setup, django_db_blocker) -> Iterator[str]:
-    """A gunicorn server (the production server) on the test database, for real FHIR clients."""
+    """The production server (``python -m dth_project.serve``) on the test database, for real
+    FHIR clients."""
     port = _free_port()
     env = {
         **os.environ,
@@ -99,18 +100,7 @@ def live_server_url(django_db_setup, django_db_blocker) -> Iterator[str]:
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     log = open(settings.VAR_DIR / "live-server.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "dth_project.wsgi",
-            "-c",
-            "dth_project/gunicorn.conf.py",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "2",
-        ],
+        [sys.executable, "-m", "dth_project.serve", "--port", str(port), "--workers", "2"],
         cwd=ROOT,
         env=env,
         stdout=log,

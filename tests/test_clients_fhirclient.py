@@ -1,4 +1,4 @@
-"""The SMART ``fhirclient`` 4.4.0 against the live gunicorn server, as a new user would use it.
+"""The SMART ``fhirclient`` 4.4.0 against the live production server, as a new user would use it.
 
 fhirclient's models are FHIR R4 (4.0.1) and parse strictly; this server speaks R4B (4.3.0).
 Without a SMART launch, a bearer token goes on the ``requests`` session of the ``FHIRServer``

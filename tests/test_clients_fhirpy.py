@@ -1,4 +1,5 @@
-"""fhirpy 2.3.1 (beda-software's sync client) against the live gunicorn server, as a new user would.
+"""fhirpy 2.3.1 (beda-software's sync client) against the live production server, as a new user
+would.
 
 What a user of fhirpy should expect from this server:
 

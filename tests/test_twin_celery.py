@@ -1,5 +1,5 @@
 """Twin refreshes on a real Celery worker, as deployed: ``celery -A dth_project worker`` on Redis,
-fed by the production server (gunicorn), both on the test database.
+fed by the production server (dth_project.serve), both on the test database.
 
 - a reading in over HTTP → the server queues ``twins.tasks.refresh_twin`` after its commit →
   the worker updates the twin and writes the alert's Flag and the NEWS2 Observation, found over
@@ -56,7 +56,7 @@ WAIT = 60.0
 
 
 class Stack:
-    """gunicorn and a Celery worker sharing the test database, the broker and a queue."""
+    """The production server and a Celery worker sharing the test database, the broker and a queue."""
 
     def __init__(self) -> None:
         self.queue = f"twin-tests-{uuid.uuid4().hex[:10]}"

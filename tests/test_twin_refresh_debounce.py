@@ -3,8 +3,8 @@
 With a broker, each committed Observation used to publish its own ``refresh_twin`` task (a
 broker round trip in every create). Now a write publishes one only when no refresh of the
 patient is queued and not yet started (``twins.debounce``): the queued one reads everything
-committed before it starts. Checked here with gunicorn and a Celery worker on Redis, as
-deployed (see tests/test_twin_celery.py):
+committed before it starts. Checked here with the production server and a Celery worker on
+Redis, as deployed (see tests/test_twin_celery.py):
 
 - 50 single-Observation creates of one patient while the worker is not yet consuming queue one
   task, and once it runs the twin has applied all 50;
