@@ -58,7 +58,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(env.get("PORT") or 8000))
     # One worker process per CPU, each with 8 threads: the threads overlap database waits, the
-    # processes use every core. More processes than cores cost CPU per request for nothing.
+    # processes use every core. granian warns at start that 8 threads is many for the cores;
+    # they wait on PostgreSQL more than they compute. On 2 cores, bench/search.py measured 2 x 8,
+    # 2 x 2, 2 x 1 and 4 x 1 alike within the machine's noise; 4 x 4 cost more CPU per request.
     p.add_argument("--workers", type=int, default=int(env.get("WEB_CONCURRENCY") or cpus()))
     p.add_argument("--threads", type=int, default=int(env.get("SERVER_THREADS") or 8))
     p.add_argument("--access-log", default=env.get("ACCESS_LOG") or None)
