@@ -22,8 +22,9 @@ timeout did not for its threaded workers ("not tied to the length of time requir
 single request", its settings), and granian has no such setting.
 
 Environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (worker processes; the CPUs this process may
-run on), ``SERVER_THREADS`` (threads per worker running the application, 8), ``ACCESS_LOG``
-(``-`` for stdout or a file path; none by default), ``SERVER_LOG_LEVEL`` (``warning``).
+run on), ``SERVER_THREADS`` (threads per worker running the application: 8, or twice the
+CPUs plus one if fewer), ``ACCESS_LOG`` (``-`` for stdout or a file path; none by default),
+``SERVER_LOG_LEVEL`` (``warning``).
 """
 
 from __future__ import annotations
@@ -57,12 +58,17 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(env.get("PORT") or 8000))
-    # One worker process per CPU, each with 8 threads: the threads overlap database waits, the
-    # processes use every core. granian warns at start that 8 threads is many for the cores;
-    # they wait on PostgreSQL more than they compute. On 2 cores, bench/search.py measured 2 x 8,
-    # 2 x 2, 2 x 1 and 4 x 1 alike within the machine's noise; 4 x 4 cost more CPU per request.
+    # One worker process per CPU, each with up to 8 threads: the threads overlap database
+    # waits, the processes use every core. On 2 cores bench/search.py measured 2 x 8, 2 x 2,
+    # 2 x 1 and 4 x 1 threads alike within the machine's noise, and 4 x 4 cost more CPU per
+    # request. Above twice the CPUs plus one, granian warns at every start that the threads
+    # are many for the cores: the default stays within that.
     p.add_argument("--workers", type=int, default=int(env.get("WEB_CONCURRENCY") or cpus()))
-    p.add_argument("--threads", type=int, default=int(env.get("SERVER_THREADS") or 8))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(env.get("SERVER_THREADS") or min(8, 2 * (os.cpu_count() or 1) + 1)),
+    )
     p.add_argument("--access-log", default=env.get("ACCESS_LOG") or None)
     p.add_argument(
         "--log-level",

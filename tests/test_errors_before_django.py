@@ -8,6 +8,7 @@ all is refused with its 4xx status and the connection closed, and the server goe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from urllib.parse import urlparse
@@ -21,10 +22,13 @@ pytestmark = pytest.mark.live
 def raw(url: str, request: bytes) -> tuple[str, dict[str, str], bytes]:
     address = urlparse(url)
     with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
-        conn.sendall(request)
+        # The server may answer and close before it has read all of a long request.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.sendall(request)
         data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:])
@@ -49,23 +53,27 @@ def test_a_search_url_of_12_kb_is_answered_as_a_search(live):
 
 
 @pytest.mark.parametrize(
-    "request_bytes, status",
+    "request_bytes, statuses",
     [
         (
             b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n"
             + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
             + b"\r\n",
-            "431",
+            {"431"},
         ),
-        (b"GET /fhir/Patient?name=" + b"a" * 500_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "431"),
-        (b"GET /fhir/metadata HTTP/9.9\r\nHost: x\r\n\r\n", "400"),
-        (b"G\x01T /fhir/metadata HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
+        # 414 or 431, as much of the request line has arrived when the buffer is full.
+        (
+            b"GET /fhir/Patient?name=" + b"a" * 500_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            {"414", "431"},
+        ),
+        (b"GET /fhir/metadata HTTP/9.9\r\nHost: x\r\n\r\n", {"400"}),
+        (b"G\x01T /fhir/metadata HTTP/1.1\r\nHost: x\r\n\r\n", {"400"}),
     ],
     ids=["too-many-headers", "head-over-400-kb", "bad-version", "bad-method"],
 )
-def test_what_is_not_http_is_refused_and_the_server_goes_on(live, request_bytes, status):
+def test_what_is_not_http_is_refused_and_the_server_goes_on(live, request_bytes, statuses):
     line, headers, body = raw(live["url"], request_bytes)
-    assert line.split(" ")[1] == status, line
+    assert line.split(" ")[1] in statuses, line
     assert headers.get("connection") == "close"
     assert int(headers.get("content-length", "0")) == len(body)
     answer = requests.get(
