@@ -1,6 +1,6 @@
 """Real processes of the app for the tests that run it as deployed: a Celery worker
-(``celery -A dth_project worker``) and the production server (``dth_project.serve``), both on the test
-database and the test's own queue, started, awaited, stopped and cleaned up after.
+(``celery -A dth_project worker``) and the production server (``dth_project.serve``), both on
+the test database and the test's own queue, started, awaited, stopped and cleaned up after.
 
 A worker takes only the queue it is given (``CELERY_QUEUE``), so another worker on the
 machine never takes a test's tasks and the test's worker takes no one else's; `forget_queue`

@@ -4,14 +4,11 @@ port it binds. Checked by starting the real server."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import requests
 
-from .celery_support import app_env, server_ready, stop, wait
-from .conftest import ROOT, _free_port
+from .celery_support import app_env, server_ready, spawn, stop, wait
+from .conftest import _free_port
 
 pytestmark = pytest.mark.live
 
@@ -23,14 +20,7 @@ def test_access_log_gets_a_line_per_request_on_the_port_from_the_environment(
     access = tmp_path / "access.log"
     env = app_env("server-settings", "memory://", "unused", PORT=str(port), ACCESS_LOG=str(access))
     out = tmp_path / "server.log"
-    with open(out, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dth_project.serve", "--workers", "1"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+    proc = spawn(["dth_project.serve", "--workers", "1"], env, out)
     url = f"http://127.0.0.1:{port}"
     try:
         wait(lambda: server_ready(proc, url, out), "the server to start", timeout=60, interval=0.2)
