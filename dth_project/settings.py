@@ -101,8 +101,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the clinicians' pages and their vendored Chart.js) from the
-    # app server itself, with DEBUG off too: the production server serves them, no other web server needed
-    # (WhiteNoise, see dth_project.staticfiles).
+    # app server itself, with DEBUG off too: the production server serves them, no other web
+    # server needed (WhiteNoise, see dth_project.staticfiles).
     "dth_project.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

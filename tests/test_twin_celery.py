@@ -56,7 +56,8 @@ WAIT = 60.0
 
 
 class Stack:
-    """The production server and a Celery worker sharing the test database, the broker and a queue."""
+    """The production server and a Celery worker sharing the test database, the broker and a
+    queue."""
 
     def __init__(self) -> None:
         self.queue = f"twin-tests-{uuid.uuid4().hex[:10]}"
