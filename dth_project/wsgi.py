@@ -9,6 +9,7 @@ path gets the full ``MIDDLEWARE`` of the settings.
 
 from __future__ import annotations
 
+import io
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -51,6 +52,25 @@ def is_fhir(path: str) -> bool:
     return path == "/fhir" or path.startswith("/fhir/")
 
 
+def with_chunked_body(environ: dict) -> dict:
+    """``environ`` with a body sent chunked (``Transfer-Encoding: chunked``, no
+    ``Content-Length``: how HTTP clients send a body they stream) given to Django with its
+    length. Django reads ``CONTENT_LENGTH`` bytes of a body and none without it, so such a
+    body was lost: a POSTed resource read as empty. The server hands it over decoded.
+
+    At most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` + 1 bytes are read: a longer body then has a length
+    over the limit, and Django refuses it (413) as it refuses one whose ``Content-Length`` is.
+    """
+    if (
+        environ.get("CONTENT_LENGTH")
+        or "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    ):
+        return environ
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = environ["wsgi.input"].read() if limit is None else environ["wsgi.input"].read(limit + 1)
+    return {**environ, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+
+
 class Router:
     """``/fhir`` to the API handler, everything else to Django's full handler."""
 
@@ -59,7 +79,7 @@ class Router:
 
     def __call__(self, environ, start_response):
         handler = self.api if is_fhir(environ.get("PATH_INFO", "")) else self.full
-        return handler(environ, start_response)
+        return handler(with_chunked_body(environ), start_response)
 
 
 application = Router(application, APIHandler())
