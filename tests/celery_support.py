@@ -13,14 +13,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import requests
 from celery import Celery
 
-from .conftest import ROOT, _database_url
+from .conftest import ROOT, _database_url, _free_port
 
 T = TypeVar("T")
 
@@ -87,6 +88,24 @@ def spawn_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.P
     127.0.0.1:``port``; `server_ready` tells when it answers."""
     argv = ["dth_project.serve", "--port", str(port), "--workers", "2"]
     return spawn(argv, env, log_path)
+
+
+@contextmanager
+def one_worker_server(
+    log_path: Path, secret: str, **settings: str
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The production server with one worker on the test database, on a free port given as
+    ``PORT`` and with ``settings`` in its environment, once it answers: (its process, its URL);
+    stopped afterwards."""
+    port = _free_port()
+    env = app_env(secret, "memory://", "unused", PORT=str(port), **settings)
+    proc = spawn(["dth_project.serve", "--workers", "1"], env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait(lambda: server_ready(proc, url, log_path), "the server to start", interval=0.2)
+        yield proc, url
+    finally:
+        stop([proc])
 
 
 def _alive(proc: subprocess.Popen, log_path: Path) -> None:

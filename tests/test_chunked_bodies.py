@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from .celery_support import app_env, server_ready, spawn, stop, wait
-from .conftest import _free_port
+from .celery_support import one_worker_server
 
 pytestmark = pytest.mark.live
 
@@ -53,25 +52,12 @@ def test_a_resource_posted_chunked_is_stored(live):
 
 
 def test_a_chunked_body_over_the_limit_is_refused_413(transactional_db, token, tmp_path):
-    port = _free_port()
-    env = app_env(
-        "chunked-bodies",
-        "memory://",
-        "unused",
-        PORT=str(port),
-        FHIR_BASE_URL="",
-        FHIR_MAX_BODY_BYTES="2048",
-    )
-    log = tmp_path / "server.log"
-    proc = spawn(["dth_project.serve", "--workers", "1"], env, log)
-    base = f"http://127.0.0.1:{port}/fhir"
-    try:
-        wait(lambda: server_ready(proc, base[: -len("/fhir")], log), "the server to start")
+    limit = {"FHIR_BASE_URL": "", "FHIR_MAX_BODY_BYTES": "2048"}
+    with one_worker_server(tmp_path / "server.log", "chunked-bodies", **limit) as (_proc, url):
+        base = f"{url}/fhir"
         big = {"resourceType": "Patient", "name": [{"family": "x" * 3000}]}
         refused = post_chunked(base, token, big, size=512)
         assert refused.status_code == 413, refused.text
         assert refused.json()["resourceType"] == "OperationOutcome"
         small = {"resourceType": "Patient", "name": [{"family": "Small"}]}
         assert post_chunked(base, token, small).status_code == 201
-    finally:
-        stop([proc])

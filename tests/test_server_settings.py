@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .celery_support import app_env, server_ready, spawn, stop, wait
-from .conftest import _free_port
+from .celery_support import one_worker_server, server_ready, wait
 
 pytestmark = pytest.mark.live
 
@@ -20,17 +19,9 @@ pytestmark = pytest.mark.live
 def test_access_log_gets_a_line_per_request_on_the_port_from_the_environment(
     django_db_setup, tmp_path
 ):
-    port = _free_port()
-    access = tmp_path / "access.log"
-    env = app_env("server-settings", "memory://", "unused", PORT=str(port), ACCESS_LOG=str(access))
-    out = tmp_path / "server.log"
-    proc = spawn(["dth_project.serve", "--workers", "1"], env, out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait(lambda: server_ready(proc, url, out), "the server to start", timeout=60, interval=0.2)
+    access, log = tmp_path / "access.log", tmp_path / "server.log"
+    with one_worker_server(log, "server-settings", ACCESS_LOG=str(access)) as (_proc, url):
         assert requests.get(f"{url}/fhir/Patient", timeout=10).status_code == 401
-    finally:
-        stop([proc])
     lines = access.read_text().splitlines()
     assert any('"GET /fhir/metadata HTTP/1.1" 200' in line for line in lines), lines
     assert any('"GET /fhir/Patient HTTP/1.1" 401' in line for line in lines), lines
@@ -47,20 +38,13 @@ def workers(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
 def test_a_worker_that_dies_is_replaced(django_db_setup, tmp_path):
-    port = _free_port()
-    env = app_env("server-respawn", "memory://", "unused", PORT=str(port))
-    out = tmp_path / "server.log"
-    proc = spawn(["dth_project.serve", "--workers", "1"], env, out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait(lambda: server_ready(proc, url, out), "the server to start", timeout=60, interval=0.2)
+    log = tmp_path / "server.log"
+    with one_worker_server(log, "server-respawn") as (proc, url):
         (first,) = workers(proc.pid)
         os.kill(first, signal.SIGKILL)  # as the kernel's OOM killer would
         wait(
-            lambda: workers(proc.pid) - {first} and server_ready(proc, url, out),
+            lambda: workers(proc.pid) - {first} and server_ready(proc, url, log),
             "another worker to answer",
             timeout=30,
             interval=0.2,
         )
-    finally:
-        stop([proc])
