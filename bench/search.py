@@ -392,7 +392,7 @@ class Server:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = None
-        self.env = {**db.env, "PORT": str(self.port)}
+        self.env = {**db.env, "PORT": str(self.port), **args.server_env}
 
     def start(self) -> str:
         token = issue_token(self.env, "bench/search.py")
@@ -1056,9 +1056,20 @@ def parse_args(argv=None):
         default=[],
         help="extra argument of python -m dth_project.serve, repeatable",
     )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable of the server (and of its token's manage.py), repeatable;"
+        " bench/floor_view.py says what it is for",
+    )
     p.add_argument("--server-log", default=str(ROOT / "var" / "bench-search-server.log"))
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
+    if any("=" not in item for item in args.server_env):
+        p.error("--server-env takes NAME=VALUE")
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
     if args.sizes:
         sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     elif args.scale:
