@@ -58,8 +58,10 @@ class FHIRView(APIView):
 
     def dispatch(self, request, *args, **kwargs):
         # Absolute references under the base this request was addressed to are ours, those
-        # under another base are not (search.html#reference), FHIR_BASE_URL set or not.
-        with search_reference.serving(base_url(request)):
+        # under another base are not (search.html#reference), FHIR_BASE_URL set or not. Worked
+        # out once a request: Django checks the Host header against ALLOWED_HOSTS each time.
+        self.base = base_url(request)
+        with search_reference.serving(self.base):
             return super().dispatch(request, *args, **kwargs)
 
     def options(self, request, *args, **kwargs):
@@ -68,7 +70,7 @@ class FHIRView(APIView):
 
     def context(self, request) -> interactions.Context:
         prefer_return, strict = interactions.parse_prefer(request.META.get("HTTP_PREFER"))
-        base = base_url(request)
+        base = self.base
         return interactions.Context(
             base=base,
             prefer_return=prefer_return,
@@ -89,7 +91,7 @@ class MetadataView(FHIRView):
     authentication_classes: list = []
 
     def get(self, request):
-        return Response(capability_statement(base_url(request)))
+        return Response(capability_statement(self.base))
 
 
 class SystemView(FHIRView):
@@ -101,7 +103,7 @@ class SystemView(FHIRView):
     def options(self, request, *args, **kwargs):
         """OPTIONS [base]: the CapabilityStatement, as the conformance interaction of FHIR
         DSTU1 was and as older clients still ask (hl7.org/fhir/R4B/http.html#capabilities)."""
-        return Response(capability_statement(base_url(request)))
+        return Response(capability_statement(self.base))
 
     def get(self, request):
         ctx = self.context(request)
