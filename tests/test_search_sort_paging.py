@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import quote
 
 import pytest
 from django.test import override_settings
@@ -214,6 +215,20 @@ def test_paging_links(api):
             params = link_params(link(page, relation))
             assert ("gender", "female") in params and ("_count", "3") in params
             assert link(page, relation).startswith("http://testserver/fhir/Patient?")
+
+
+def test_links_keep_values_that_need_escaping(api):
+    # The links' query strings are written without urlencode (query.encode_query): a value with
+    # reserved, percent, plus, space and non-ASCII characters must come back as it was given.
+    family = "Ben & Jerry+ 100% é|$=?#"
+    for i in range(5):
+        put(api, {"resourceType": "Patient", "id": f"esc{i}", "name": [{"family": family}]})
+    put(api, {"resourceType": "Patient", "id": "other", "name": [{"family": "Ben"}]})
+    seen, pages = walk(api, f"Patient?name:exact={quote(family)}&_count=2")
+    assert sorted(seen) == [f"esc{i}" for i in range(5)]
+    for page in pages:
+        for relation in ("self", "first"):
+            assert ("name:exact", family) in link_params(link(page, relation))
 
 
 def test_a_page_that_ends_exactly_has_no_next(api):
