@@ -443,9 +443,9 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z").match
 
 
 def encode_query(items: list[tuple[str, str]]) -> str:
-    """``urlencode(items)``, the same text, without quoting what needs none: each search's
-    links encode its parameters (search.html#conformance), and urlencode's calls per name and
-    value were a tenth of the search's own CPU for a patient's search."""
+    """``urlencode(items)``, the same text, without quoting what needs none: each search
+    encodes its parameters for its links (search.html#conformance), and urlencode's four calls
+    per name and value cost a patient's search about 0.01 ms more (bench/stack.py)."""
     return "&".join(
         f"{k if _PLAIN(k) else quote_plus(k)}={v if _PLAIN(v) else quote_plus(v)}" for k, v in items
     )
