@@ -43,7 +43,7 @@ def __getattr__(name: str):
 
     from fhir_api.renderers import raw
     from fhir_api.search.fetch import execute
-    from fhir_api.views import FHIRView, base_url
+    from fhir_api.views import FHIRView
 
     class FloorView(FHIRView):
         def get(self, request):
@@ -54,7 +54,7 @@ def __getattr__(name: str):
                 rows = cursor.fetchall()
             bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0}
             if rows:
-                base = base_url(request)
+                base = self.base  # FHIRView.dispatch worked it out
                 bundle["total"] = rows[0][1]
                 bundle["entry"] = [
                     {
