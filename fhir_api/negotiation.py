@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rest_framework.negotiation import BaseContentNegotiation
 
+from . import query_string
 from .exceptions import NotAcceptable, UnsupportedMediaType
 from .renderers import FHIRJSONRenderer, JSONRenderer
 
@@ -51,7 +52,7 @@ class FHIRContentNegotiation(BaseContentNegotiation):
         by_type = {r.media_type: r for r in renderers}
         fhir = by_type.get(FHIRJSONRenderer.media_type, renderers[0])
         plain = by_type.get(JSONRenderer.media_type, fhir)
-        fmt = request.query_params.get("_format")
+        fmt = query_string.value(request, "_format")
         if fmt:
             # An unescaped "+" in a query string reads as a space: _format=application/fhir+json.
             chosen = FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower().replace(" ", "+"))

@@ -11,7 +11,7 @@ from typing import Any
 from rest_framework.renderers import BaseRenderer
 from simplejson import RawJSON
 
-from . import json_io
+from . import json_io, query_string
 
 
 def raw(text: str) -> RawJSON:
@@ -20,7 +20,7 @@ def raw(text: str) -> RawJSON:
 
 
 def wants_pretty(request) -> bool:
-    return request is not None and request.query_params.get("_pretty") == "true"
+    return request is not None and query_string.value(request, "_pretty") == "true"
 
 
 class FHIRJSONRenderer(BaseRenderer):

@@ -15,7 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import bundles, interactions, operations
+from . import bundles, interactions, operations, query_string
 from .capability import capability_statement
 from .exceptions import BadRequest, NotFound
 from .operations import everything, lastn
@@ -31,12 +31,8 @@ def base_url(request) -> str:
 
 
 def query_items(request) -> list[tuple[str, str]]:
-    return [
-        (key, value)
-        for key, values in request.query_params.lists()
-        for value in values
-        if key not in FORMAT_PARAMS
-    ]
+    """The query's parameters in the order sent, without the format parameters."""
+    return [(key, value) for key, value in query_string.items(request) if key not in FORMAT_PARAMS]
 
 
 def condition(request) -> str:
@@ -129,7 +125,7 @@ class SystemSearchView(FHIRView):
 class SystemHistoryView(FHIRView):
     def get(self, request):
         ctx = self.context(request)
-        return self.answer(interactions.history(ctx, request.query_params.dict()))
+        return self.answer(interactions.history(ctx, dict(query_string.items(request))))
 
 
 class TypeView(FHIRView):
@@ -219,7 +215,9 @@ class TypeSearchView(FHIRView):
 class TypeHistoryView(FHIRView):
     def get(self, request, resource_type: str):
         ctx = self.context(request)
-        return self.answer(interactions.history(ctx, request.query_params.dict(), resource_type))
+        return self.answer(
+            interactions.history(ctx, dict(query_string.items(request)), resource_type)
+        )
 
 
 class InstanceView(FHIRView):
@@ -266,7 +264,7 @@ class InstanceView(FHIRView):
 class InstanceHistoryView(FHIRView):
     def get(self, request, resource_type: str, logical_id: str):
         ctx = self.context(request)
-        params = request.query_params.dict()
+        params = dict(query_string.items(request))
         return self.answer(interactions.history(ctx, params, resource_type, logical_id))
 
 
