@@ -3,8 +3,9 @@
 Requests under ``/fhir`` go through a handler with only the middleware a bearer-token JSON API
 uses: no sessions, CSRF, Django authentication, messages or static files, which exist for the
 browser pages (admin, clinicians' views) and cost every FHIR request time for nothing (the FHIR
-views authenticate with DRF's ``BearerTokenAuthentication`` and are CSRF-exempt). Every other
-path gets the full ``MIDDLEWARE`` of the settings.
+views authenticate with DRF's ``BearerTokenAuthentication`` and are CSRF-exempt), and the
+API's own ``APIMiddleware`` in place of ``CommonMiddleware``. Every other path gets the full
+``MIDDLEWARE`` of the settings.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ BROWSER_ONLY = {
 }
 
 
+# Middleware the API replaces with its own (fhir_api/middleware.py says what it keeps).
+API_REPLACES = {"django.middleware.common.CommonMiddleware": "fhir_api.middleware.APIMiddleware"}
+
+
 def api_middleware() -> list[str]:
-    """The settings' MIDDLEWARE without the browser-only entries, in the same order."""
-    return [m for m in settings.MIDDLEWARE if m not in BROWSER_ONLY]
+    """The settings' MIDDLEWARE without the browser-only entries, in the same order, with
+    ``API_REPLACES`` applied."""
+    return [API_REPLACES.get(m, m) for m in settings.MIDDLEWARE if m not in BROWSER_ONLY]
 
 
 class APIHandler(WSGIHandler):

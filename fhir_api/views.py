@@ -27,7 +27,13 @@ FORMAT_PARAMS = {"_format", "_pretty"}
 
 
 def base_url(request) -> str:
-    return settings.FHIR_BASE_URL or request.build_absolute_uri("/fhir")
+    """The base this request was addressed to: ``FHIR_BASE_URL``, or its scheme and Host.
+    The production server's ``APIMiddleware`` has worked it out with its check of the Host."""
+    return (
+        getattr(request, "fhir_base", None)
+        or settings.FHIR_BASE_URL
+        or request.build_absolute_uri("/fhir")
+    )
 
 
 def query_items(request) -> list[tuple[str, str]]:

@@ -5,7 +5,10 @@ stack, so the admin's login still sets its CSRF cookie."""
 from __future__ import annotations
 
 import io
+import re
 from wsgiref.util import setup_testing_defaults
+
+from django.test import override_settings
 
 from dth_project import wsgi
 from fhir_api import json_io
@@ -32,7 +35,9 @@ def test_the_api_handler_leaves_out_only_browser_middleware():
     assert "django.contrib.sessions.middleware.SessionMiddleware" not in lean
     assert "django.middleware.csrf.CsrfViewMiddleware" not in lean
     assert "django.middleware.security.SecurityMiddleware" in lean
-    assert "django.middleware.common.CommonMiddleware" in lean
+    # CommonMiddleware's checks that matter to the API are APIMiddleware's.
+    assert "django.middleware.common.CommonMiddleware" not in lean
+    assert "fhir_api.middleware.APIMiddleware" in lean
 
 
 def test_fhir_goes_through_the_api_handler(db):
@@ -58,3 +63,27 @@ def test_other_paths_keep_the_full_middleware(db):
     status, headers, _ = call("/admin/login/")
     assert status.startswith("200")
     assert any(c.strip().startswith("csrftoken=") for c in headers.get("set-cookie", []))
+
+
+def test_the_base_url_is_the_checked_host(db):
+    status, headers, body = call("/fhir/metadata", HTTP_HOST="localhost:8765")
+    assert status.startswith("200")
+    assert json_io.loads(body)["implementation"]["url"] == "http://localhost:8765/fhir"
+    assert headers["content-length"] == [str(len(body))]
+
+
+@override_settings(FHIR_BASE_URL="https://fhir.example.org/r4")
+def test_a_configured_base_url_still_checks_the_host(db):
+    status, _, body = call("/fhir/metadata", HTTP_HOST="localhost")
+    assert json_io.loads(body)["implementation"]["url"] == "https://fhir.example.org/r4"
+    status, _, body = call("/fhir/metadata", HTTP_HOST="evil.example")
+    assert status.startswith("400")
+    assert json_io.loads(body)["resourceType"] == "OperationOutcome"
+
+
+@override_settings(DISALLOWED_USER_AGENTS=[re.compile(r"^BadBot")])
+def test_disallowed_user_agents_are_refused(db):
+    status, _, _ = call("/fhir/metadata", HTTP_USER_AGENT="BadBot/1.0")
+    assert status.startswith("403")
+    status, _, _ = call("/fhir/metadata", HTTP_USER_AGENT="GoodClient/1.0")
+    assert status.startswith("200")
