@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import simplejson
+from simplejson.encoder import encode_basestring
 
 from .exceptions import BadRequest
 
@@ -51,3 +52,8 @@ def dumps(value: Any, *, pretty: bool = False) -> str:
     if pretty:
         return simplejson.dumps(value, use_decimal=True, ensure_ascii=False, indent=2)
     return simplejson.dumps(value, use_decimal=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def string(text: str) -> str:
+    """``text`` as a JSON string literal (quoted and escaped; non-ASCII kept, as ``dumps``)."""
+    return encode_basestring(text)

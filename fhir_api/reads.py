@@ -14,7 +14,9 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Subquery
+from simplejson import RawJSON
 
+from . import json_io
 from .exceptions import BadRequest, Gone, Issue, NotFound, operation_outcome
 from .models import Resource, ResourceVersion
 from .renderers import raw
@@ -277,15 +279,19 @@ def searchset_bundle(base: str, url: str, page: Page) -> dict[str, Any]:
         bundle["total"] = page.total
     bundle["link"] = _links(url, page)
 
-    def entry(row: Resource | PageRow, mode: str) -> dict[str, Any]:
+    def entry(row: Resource | PageRow, mode: str) -> dict[str, Any] | RawJSON:
         # "The list of elements does not apply to included resources" (search.html#elements)
         elements = page.elements if mode == "match" else []
         shaped = shape(row.content, page.summary, elements)
-        return {
-            "fullUrl": f"{base}/{row.resource_type}/{row.logical_id}",
-            "resource": raw(row.content) if shaped is None else shaped,
-            "search": {"mode": mode},
-        }
+        full_url = f"{base}/{row.resource_type}/{row.logical_id}"
+        if shaped is None:
+            # The stored resource as it is, in an entry written as text: simplejson spent
+            # about 3 µs on each entry as a dict, 150 µs on a page of 50 (bench/README.md).
+            return raw(
+                f'{{"fullUrl":{json_io.string(full_url)},"resource":{row.content},'
+                f'"search":{{"mode":"{mode}"}}}}'
+            )
+        return {"fullUrl": full_url, "resource": shaped, "search": {"mode": mode}}
 
     entries = [entry(row, "match") for row in page.rows]
     entries += [entry(row, "include") for row in page.included]
