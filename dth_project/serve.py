@@ -21,9 +21,8 @@ Neither server bounds how long the application takes over one request: gunicorn'
 timeout did not for its threaded workers ("not tied to the length of time required to handle a
 single request", its settings), and granian has no such setting.
 
-Environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (worker processes; the CPUs this process may
-run on), ``SERVER_THREADS`` (threads per worker running the application: 8, or twice the
-CPUs plus one if fewer), ``ACCESS_LOG`` (``-`` for stdout or a file path; none by default),
+Environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (worker processes; twice the CPUs this process
+may run on), ``SERVER_THREADS`` (threads per worker running the application: 1), ``ACCESS_LOG`` (``-`` for stdout or a file path; none by default),
 ``SERVER_LOG_LEVEL`` (``warning``).
 """
 
@@ -58,17 +57,16 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(env.get("PORT") or 8000))
-    # One worker process per CPU, each with up to 8 threads: the threads overlap database
-    # waits, the processes use every core. On 2 cores bench/search.py measured 2 x 8, 2 x 2,
-    # 2 x 1 and 4 x 1 threads alike within the machine's noise, and 4 x 4 cost more CPU per
-    # request. Above twice the CPUs plus one, granian warns at every start that the threads
-    # are many for the cores: the default stays within that.
-    p.add_argument("--workers", type=int, default=int(env.get("WEB_CONCURRENCY") or cpus()))
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=int(env.get("SERVER_THREADS") or min(8, 2 * (os.cpu_count() or 1) + 1)),
-    )
+    # Two worker processes per CPU, each running the application on one thread, as Django is
+    # usually served (gunicorn's sync workers): a worker's requests never contend for its GIL,
+    # and while one worker waits for PostgreSQL the other on the core runs. On 2 cores,
+    # interleaved in bench/search.py (4 clients, session 7, bench/README.md), 4 x 1 answered
+    # the one-patient searches at a p50 about 15 % lower than the former 2 x 5 (c' 4.2-4.4
+    # against 5.0-5.4 ms) and took about a tenth less server CPU a request than 4 x 2; 4 x 4
+    # cost more still. A request that waits long (a lock, a slow search over all patients)
+    # holds its worker: SERVER_THREADS > 1 lets each worker overlap such waits.
+    p.add_argument("--workers", type=int, default=int(env.get("WEB_CONCURRENCY") or 2 * cpus()))
+    p.add_argument("--threads", type=int, default=int(env.get("SERVER_THREADS") or 1))
     p.add_argument("--access-log", default=env.get("ACCESS_LOG") or None)
     p.add_argument(
         "--log-level",
