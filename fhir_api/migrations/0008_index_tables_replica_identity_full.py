@@ -16,23 +16,20 @@ in full (a few short columns). The write cost that 0007 removed stays removed.
 
 from django.db import migrations
 
-INDEX_TABLES = (
-    "fhir_token_index",
-    "fhir_string_index",
-    "fhir_date_index",
-    "fhir_quantity_index",
-    "fhir_number_index",
-    "fhir_reference_index",
-    "fhir_uri_index",
-    "fhir_composite_index",
-)
+def index_tables(apps) -> list[str]:
+    """The search-index tables (``fhir_*_index``), from the models as of this migration."""
+    return sorted(
+        model._meta.db_table
+        for model in apps.get_app_config("fhir_api").get_models()
+        if model._meta.db_table.startswith("fhir_") and model._meta.db_table.endswith("_index")
+    )
 
 
 def replica_identity(value: str):
     def run(apps, schema_editor):
         if schema_editor.connection.vendor != "postgresql":
             return
-        for table in INDEX_TABLES:
+        for table in index_tables(apps):
             schema_editor.execute(f"ALTER TABLE {table} REPLICA IDENTITY {value}")
 
     return run
