@@ -22,8 +22,8 @@ timeout did not for its threaded workers ("not tied to the length of time requir
 single request", its settings), and granian has no such setting.
 
 Environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (worker processes; twice the CPUs this process
-may run on), ``SERVER_THREADS`` (threads per worker running the application: 1), ``ACCESS_LOG`` (``-`` for stdout or a file path; none by default),
-``SERVER_LOG_LEVEL`` (``warning``).
+may run on), ``SERVER_THREADS`` (threads per worker running the application: 1), ``ACCESS_LOG``
+(``-`` for stdout or a file path; none by default), ``SERVER_LOG_LEVEL`` (``warning``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ in full (a few short columns). The write cost that 0007 removed stays removed.
 
 from django.db import migrations
 
+
 def index_tables(apps) -> list[str]:
     """The search-index tables (``fhir_*_index``), from the models as of this migration."""
     return sorted(
