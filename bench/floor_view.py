@@ -41,13 +41,15 @@ def __getattr__(name: str):
     from django.urls import include, path
     from rest_framework.response import Response
 
+    from fhir_api import query_string
     from fhir_api.renderers import raw
     from fhir_api.search.fetch import execute
     from fhir_api.views import FHIRView
 
     class FloorView(FHIRView):
         def get(self, request):
-            params = ["Observation", request.query_params.get("patient", "")]
+            # Read as the FHIR views read it (no QueryDict), so the bound pays what they pay.
+            params = ["Observation", query_string.value(request, "patient") or ""]
             params += ["Observation", "code-value-quantity", "8867-4", "http://loinc.org", 120.0]
             with connection.cursor() as cursor:
                 execute(cursor, SQL, params, prepare=True)
