@@ -79,6 +79,8 @@ def split_values(value: str) -> list[str]:
     because ``|`` and ``$`` still separate the parts of a token, quantity or composite value:
     the type modules split on them with ``split_escaped`` and then ``unescape`` each part.
     """
+    if "\\" not in value:  # nearly every value: no escapes, so a plain split is the answer
+        return value.split(",")
     parts, current, escaped = [], [], False
     for ch in value:
         if escaped:

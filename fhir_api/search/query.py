@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from urllib.parse import parse_qsl, quote_plus
 
 from django.conf import settings
@@ -442,12 +442,23 @@ def page_query(request: SearchRequest, offset: int) -> str:
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z").match
 
 
+# quote_plus of the names and values that need it, remembered: a monitoring client sends the
+# same few codes and composite values (``http://loinc.org|8867-4$gt120``) all day, and quoting
+# one cost about as many instructions as the rest of a link (bench/README.md, session 8).
+# Only short texts are kept, so the cache stays small whatever clients send.
+_quote_kept = lru_cache(maxsize=1024)(quote_plus)
+
+
+def _quoted(text: str) -> str:
+    return _quote_kept(text) if len(text) <= 256 else quote_plus(text)
+
+
 def encode_query(items: list[tuple[str, str]]) -> str:
     """``urlencode(items)``, the same text, without quoting what needs none: each search
     encodes its parameters for its links (search.html#conformance), and urlencode's four calls
     per name and value cost a patient's search about 0.01 ms more (bench/stack.py)."""
     return "&".join(
-        f"{k if _PLAIN(k) else quote_plus(k)}={v if _PLAIN(v) else quote_plus(v)}" for k, v in items
+        f"{k if _PLAIN(k) else _quoted(k)}={v if _PLAIN(v) else _quoted(v)}" for k, v in items
     )
 
 

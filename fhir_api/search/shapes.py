@@ -22,6 +22,7 @@ holds data: a resource written after its shape was kept is found like any other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -89,18 +90,32 @@ def matches(request: query.SearchRequest) -> tuple[Statement, bool] | None:
     shape = _shape(connection.vendor, reference.own_base(), request.resource_types[0], tuple(items))
     if shape is None:
         return None
-    parts, one_patient = shape
-    if patient is not None:
-        parts = [(sql, given(params, patient)) for sql, params in parts]
-    return index_sql.intersection(parts, request.snapshot), one_patient
+    params = given(shape.params, patient) if patient is not None else list(shape.params)
+    if request.snapshot is None:
+        return (shape.sql, params), shape.one_patient
+    params.append(request.snapshot)
+    return (shape.sql_at_snapshot, params), shape.one_patient
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A kept shape: ``index_sql.intersection`` of its parts, without and with the snapshot
+    bound (its one more parameter, last), and the parameters before it, the stand-in where
+    the patient's id goes. The texts are the same objects on every search of the shape, so
+    the statement caches after them (``fetch``, ``prepared``) hash each text once."""
+
+    sql: str
+    sql_at_snapshot: str
+    params: tuple
+    one_patient: bool
 
 
 @lru_cache(maxsize=SHAPES)
 def _shape(
     _vendor: str, _base: str, resource_type: str, items: tuple[tuple[str, str], ...]
-) -> tuple[list[tuple[str, tuple]], bool] | None:
-    """The parts of a shape's statement and whether they read one patient's rows; None when
-    the shape's SQL is not written by ``index_sql`` or the stand-in is not only the id.
+) -> Shape | None:
+    """A shape's statement and whether it reads one patient's rows; None when the shape's
+    SQL is not written by ``index_sql`` or the stand-in is not only the id.
 
     Written on the connection and base URL of the request being served, which the key names
     (``_vendor``, ``_base``). A BadRequest from a criterion propagates and is not kept."""
@@ -116,4 +131,7 @@ def _shape(
     placed = any(STAND_IN in params for _sql, params in kept)
     if placed != stand_in_scoped:
         return None
-    return kept, index_sql.one_patient(where)
+    sql, params = index_sql.intersection(kept, None)
+    # The snapshot's bound is the last condition and parameter (index_sql.intersection).
+    at_snapshot, _params = index_sql.intersection(kept, 0)
+    return Shape(sql, at_snapshot, tuple(params), index_sql.one_patient(where))
