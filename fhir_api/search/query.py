@@ -158,9 +158,9 @@ def parse(
         if value == "":
             continue
         try:
-            criterion = parse_criterion(types[0], raw_name, value)
+            criterion = _criterion(types[0], raw_name, value)
             for other in types[1:]:
-                parse_criterion(other, raw_name, value)
+                _criterion(other, raw_name, value)
         except UnknownParameter as exc:
             _refuse_or_ignore(raw_name, strict, request.ignored, exc.diagnostics)
             continue
@@ -171,6 +171,19 @@ def parse(
             code="too-costly",
         )
     return request
+
+
+# A monitoring client asks the same parameters all day: each (type, name, value) is parsed once.
+# One Criterion then serves every search that gives it, which is safe because nothing changes
+# a Criterion after parse_criterion made it (a parse that fails raises, and is not kept). Only
+# short parameters are kept, so the cache stays small whatever clients send.
+_criterion_kept = lru_cache(maxsize=4096)(parse_criterion)
+
+
+def _criterion(resource_type: str, name: str, value: str) -> Criterion:
+    if len(name) + len(value) <= 256:
+        return _criterion_kept(resource_type, name, value)
+    return parse_criterion(resource_type, name, value)
 
 
 def _result_param(
@@ -442,24 +455,25 @@ def page_query(request: SearchRequest, offset: int) -> str:
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z").match
 
 
-# quote_plus of the names and values that need it, remembered: a monitoring client sends the
-# same few codes and composite values (``http://loinc.org|8867-4$gt120``) all day, and quoting
-# one cost about as many instructions as the rest of a link (bench/README.md, session 8).
-# Only short texts are kept, so the cache stays small whatever clients send.
-_quote_kept = lru_cache(maxsize=1024)(quote_plus)
-
-
-def _quoted(text: str) -> str:
-    return _quote_kept(text) if len(text) <= 256 else quote_plus(text)
-
-
 def encode_query(items: list[tuple[str, str]]) -> str:
     """``urlencode(items)``, the same text, without quoting what needs none: each search
     encodes its parameters for its links (search.html#conformance), and urlencode's four calls
     per name and value cost a patient's search about 0.01 ms more (bench/stack.py)."""
-    return "&".join(
-        f"{k if _PLAIN(k) else _quoted(k)}={v if _PLAIN(v) else _quoted(v)}" for k, v in items
-    )
+    return "&".join(_pair_kept(k, v) if len(k) + len(v) <= 256 else _pair(k, v) for k, v in items)
+
+
+def _pair(name: str, value: str) -> str:
+    return f"{_encoded(name)}={_encoded(value)}"
+
+
+def _encoded(text: str) -> str:
+    return text if _PLAIN(text) else quote_plus(text)
+
+
+# A monitoring client sends the same few codes and composite values all day
+# (``http://loinc.org|8867-4$gt120``): each pair is encoded once, as quoting one cost about as
+# many instructions as the rest of a link. Only short pairs are kept.
+_pair_kept = lru_cache(maxsize=4096)(_pair)
 
 
 def supported_params(resource_type: str) -> list[tuple[str, str, str]]:
