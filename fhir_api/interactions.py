@@ -40,7 +40,9 @@ class Answer:
 def parse_prefer(header: str | None) -> tuple[str, bool]:
     """``Prefer: return=…, handling=…`` (http.html#ops, search.html#errors)."""
     prefer_return, strict = "representation", False
-    for part in (header or "").split(","):
+    if not header:  # nearly every request
+        return prefer_return, strict
+    for part in header.split(","):
         for token in part.split(";"):
             key, _, value = token.strip().partition("=")
             value = value.strip().strip('"')

@@ -36,6 +36,18 @@ def base_url(request) -> str:
     )
 
 
+_policies: dict[tuple[type, str], tuple] = {}
+
+
+def _policy_objects(view_class: type, attribute: str) -> list:
+    """One object of each class ``view_class.<attribute>`` lists, made on first use."""
+    key = (view_class, attribute)
+    objects = _policies.get(key)
+    if objects is None:
+        objects = _policies[key] = tuple(policy() for policy in getattr(view_class, attribute))
+    return list(objects)
+
+
 def query_items(request) -> list[tuple[str, str]]:
     """The query's parameters in the order sent, without the format parameters."""
     return [(key, value) for key, value in query_string.items(request) if key not in FORMAT_PARAMS]
@@ -51,6 +63,21 @@ def condition(request) -> str:
 class FHIRView(APIView):
     # OPTIONS answers what the endpoint allows, never DRF's description of the view.
     metadata_class = None
+
+    # DRF makes new renderer, parser, authenticator and permission objects for every request.
+    # Ours keep no state of their own (a request's state is on the request), so each view
+    # class makes them once; each request gets its own list of them.
+    def get_renderers(self):
+        return _policy_objects(type(self), "renderer_classes")
+
+    def get_parsers(self):
+        return _policy_objects(type(self), "parser_classes")
+
+    def get_authenticators(self):
+        return _policy_objects(type(self), "authentication_classes")
+
+    def get_permissions(self):
+        return _policy_objects(type(self), "permission_classes")
 
     def check_permissions(self, request) -> None:
         # OPTIONS tells only the methods an endpoint allows (at the base, the public

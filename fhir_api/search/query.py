@@ -297,6 +297,13 @@ def _has_q(ctx: Ctx, criterion: Criterion) -> Q:
 _WHERE_PATIENT = re.compile(r"\.where\(resolve\(\) is Patient\)")
 
 
+@lru_cache(maxsize=1024)
+def _element(expression: str) -> str:
+    """A reference parameter's expression without its ``.where(resolve() is Patient)``: the
+    element it reads (a few hundred definitions, each worked out once)."""
+    return _WHERE_PATIENT.sub("", expression)
+
+
 @cache
 def _scoping_element(resource_type: str) -> str | None:
     """The element whose Patient reference fills the index rows' ``patient`` column, if single.
@@ -339,7 +346,7 @@ def scoping(request: SearchRequest) -> tuple[int, str] | None:
     for i, (_name, _value, c) in enumerate(request.criteria):
         if c.type != "reference" or c.modifier or c.chain is not None or len(c.values) != 1:
             continue
-        if c.param is None or _WHERE_PATIENT.sub("", c.param.expression or "") != element:
+        if c.param is None or _element(c.param.expression or "") != element:
             continue
         value = c.values[0]
         if "/" in value:
