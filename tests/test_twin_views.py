@@ -10,7 +10,7 @@ from html import unescape
 import pytest
 from django.contrib.auth.models import Group
 
-from twins import services
+from twins import series, services
 from twins.models import Alert, LifecycleEvent, PatientTwin, VitalHour
 from twins.roles import CLINICIAN, NURSE, ROLE_PERMISSIONS
 
@@ -231,7 +231,19 @@ def test_an_unknown_patient_is_404(clinician, db):
 # --- chart series -------------------------------------------------------------------------
 
 
-def test_series_24h_comes_from_the_observations(clinician, worn, send):
+@pytest.fixture
+def an_hour_after_t0(monkeypatch):
+    """The charts are looked at an hour after T0. A chart's window ends at the wall clock
+    (``series.window``), and these tests' readings are at fixed times: without this they
+    fell out of the 24-hour window a day after T0."""
+    window = series.window
+    moment = T0 + timedelta(hours=1)
+    monkeypatch.setattr(
+        series, "window", lambda twin, key, now=None: window(twin, key, now or moment)
+    )
+
+
+def test_series_24h_comes_from_the_observations(clinician, worn, send, an_hour_after_t0):
     patient, device = worn("Series", "VIEW-S")
     for minute, hr in enumerate([70, 74, 78]):
         send(
@@ -259,7 +271,7 @@ def test_series_24h_comes_from_the_observations(clinician, worn, send):
     assert data["baseline"]["low"] == pytest.approx(72 - 2 * 1.4826 * 3, abs=0.01)
 
 
-def test_series_of_blood_pressure_reads_the_panel(clinician, worn, send):
+def test_series_of_blood_pressure_reads_the_panel(clinician, worn, send, an_hour_after_t0):
     patient, device = worn("Pressure", "VIEW-BP")
     send(device, vitals(T0, sbp=141, dbp=91))
     url = f"/twins/patient/{patient}/series.json?range=24h&vital="
@@ -267,7 +279,7 @@ def test_series_of_blood_pressure_reads_the_panel(clinician, worn, send):
     assert [p[1] for p in clinician.get(url + "diastolic").json()["points"]] == [91]
 
 
-def test_series_7d_and_30d_come_from_the_hourly_aggregates(clinician, worn, send):
+def test_series_7d_and_30d_come_from_the_hourly_aggregates(clinician, worn, send, an_hour_after_t0):
     patient, device = worn("Hourly", "VIEW-H")
     send(device, vitals(T0))
     VitalHour.objects.create(
@@ -296,7 +308,9 @@ def test_series_7d_and_30d_come_from_the_hourly_aggregates(clinician, worn, send
     assert [p[1] for p in month["points"]] == [60.0, 75.0, 72.0]
 
 
-def test_series_of_news2_comes_from_the_score_observations(clinician, ward_patients):
+def test_series_of_news2_comes_from_the_score_observations(
+    clinician, ward_patients, an_hour_after_t0
+):
     data = clinician.get(
         f"/twins/patient/{ward_patients['ill']}/series.json?vital=news2&range=24h"
     ).json()
