@@ -8,12 +8,16 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import include, path
 
+import fhir_api.urls
+
 # admin.site is dth_project.admin_site.CloudDTHAdminSite (settings.INSTALLED_APPS): its branding
 # and the check of action selections are there.
 urlpatterns = [
+    # First: most requests are FHIR's, and each pattern tried before costs them a match. Its
+    # patterns are in this list itself, not under an include(): each level of includes costs
+    # every request another resolver and ResolverMatch (bench/README.md, session 8).
+    *fhir_api.urls.urlpatterns,
     path("", lambda request: redirect("admin:index"), name="home"),
-    # First: most requests are FHIR's, and each pattern tried before costs them a match.
-    path("", include("fhir_api.urls")),
     path("admin/", admin.site.urls),
     path("twins/", include("twins.urls")),
     path("forecasting/", include("forecasting.urls")),
