@@ -105,6 +105,29 @@ def django_on(database_url: str, **env: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def in_process(database_url: str, token_name: str) -> str:
+    """Django set up in this process with the production settings on ``database_url`` (an
+    existing, migrated database), and a new API token of the user ``bench``, named
+    ``token_name``, to call the WSGI application with (bench/stack.py, bench/instructions.py)."""
+    import io
+    import secrets
+
+    os.environ.update(
+        DATABASE_URL=database_url,
+        REQUIRE_POSTGRES="1",
+        DEBUG="0",
+        FHIR_BASE_URL="",
+        SECRET_KEY=secrets.token_urlsafe(50),
+    )
+    setup_django()
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        call_command("issue_token", "bench", "--name", token_name)
+    return out.getvalue().strip().splitlines()[-1]
+
+
 def setup_django() -> None:
     """Django set up in this process (the project importable, its settings by default)."""
     sys.path.insert(0, str(ROOT))

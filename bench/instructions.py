@@ -27,11 +27,8 @@ Needs valgrind (every machine kind here has it); about two minutes a view.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -49,21 +46,13 @@ urlpatterns: list = []  # this module is the URLconf of the child process
 def child(args: argparse.Namespace) -> None:
     """Set up Django on the database and make ``args.count`` requests of ``args.view``."""
     sys.path.insert(0, str(HERE))
-    os.environ.update(
-        DATABASE_URL=args.database_url,
-        REQUIRE_POSTGRES="1",
-        DEBUG="0",
-        FHIR_BASE_URL="",
-        SECRET_KEY=secrets.token_urlsafe(50),
-    )
-    from common import setup_django
+    from common import in_process
     from search import Ask, http_path, patient_id
     from stack import caller
 
-    setup_django()
+    token = in_process(args.database_url, "bench/instructions.py")
     import floor_view
     from django.conf import settings
-    from django.core.management import call_command
     from django.urls import path
 
     import dth_project.urls
@@ -74,10 +63,6 @@ def child(args: argparse.Namespace) -> None:
         *dth_project.urls.urlpatterns,
     ]
     settings.ROOT_URLCONF = __name__
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        call_command("issue_token", "bench", "--name", "bench/instructions.py")
-    token = out.getvalue().strip().splitlines()[-1]
     from dth_project.wsgi import application
 
     query = "c'" if args.view == "bound" else args.query

@@ -26,15 +26,12 @@ the rounds. The CPU PostgreSQL spends is not in these figures (it is the same st
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import os
-import secrets
 import statistics
 import sys
 import time
 
-from common import setup_django  # bench/ is not a package: its directory is on sys.path
+from common import in_process  # bench/ is not a package: its directory is on sys.path
 from search import FLOORS, Ask, http_path, patient_id
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/clouddth_bench_search_1m"
@@ -130,22 +127,10 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--requests", type=int, default=1500, help="requests of each view a round")
     args = p.parse_args(argv)
-    os.environ.update(
-        DATABASE_URL=args.database_url,
-        REQUIRE_POSTGRES="1",
-        DEBUG="0",
-        FHIR_BASE_URL="",
-        SECRET_KEY=secrets.token_urlsafe(50),
-    )
-    setup_django()
+    token = in_process(args.database_url, "bench/stack.py")
     from django.conf import settings
-    from django.core.management import call_command
 
     settings.ROOT_URLCONF = __name__
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        call_command("issue_token", "bench", "--name", "bench/stack.py")
-    token = out.getvalue().strip().splitlines()[-1]
     patient = patient_id(args.patient)
     paths = routes(patient)
     from dth_project.wsgi import application
