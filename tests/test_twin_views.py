@@ -484,7 +484,9 @@ def test_the_admin_lists_twins_alerts_and_lifecycle_events_read_only(admin_clien
     assert admin_client.get("/admin/twins/alert/add/").status_code == 403
 
 
-def test_the_hourly_spread_keeps_the_lowest_and_highest_of_the_hour(clinician, worn, send):
+def test_the_hourly_spread_keeps_the_lowest_and_highest_of_the_hour(
+    clinician, worn, send, an_hour_after_t0
+):
     patient, device = worn("Spread", "VIEW-SP")
     for minute, hr in ((1, 80), (2, 64), (3, 97), (4, 75)):  # one reading per batch, as over HTTP
         send(
