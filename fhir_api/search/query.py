@@ -317,7 +317,7 @@ def _scoping_element(resource_type: str) -> str | None:
     first = registry.get(resource_type, codes[0])
     if first is None or not first.expression or "|" in first.expression:
         return None
-    element = _WHERE_PATIENT.sub("", first.expression)
+    element = _element(first.expression)
     name = element.split(".", 1)[1] if "." in element else ""
     if not name or "." in name or "(" in name:
         return None
