@@ -25,7 +25,7 @@ from typing import Any
 
 from fhir_api.models import CompositeIndex, DateIndex, QuantityIndex, ReferenceIndex, TokenIndex
 from fhir_api.search import registry, ucum
-from fhir_api.search.extract import IndexRows, normalize
+from fhir_api.search.extract import IndexRows, add_lastn_rows, normalize
 
 from .readings import Checked
 
@@ -121,4 +121,6 @@ def observation_rows(checked: Checked, obs: dict[str, Any]) -> IndexRows:
     if quantities:
         rows[QuantityIndex] = quantities
         rows[CompositeIndex] = composites
-    return IndexRows(patient=patient, rows=rows)
+    out = IndexRows(patient=patient, rows=rows)
+    add_lastn_rows(out)
+    return out

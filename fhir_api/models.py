@@ -292,6 +292,33 @@ class CompositeIndex(IndexRow):
         ]
 
 
+class LastnIndex(IndexRow):
+    """``Observation/$lastn``'s index: each code of an Observation with its effective time.
+
+    One row per code (``code`` and ``system``; a text-only code is ``code`` "" and its text as
+    ``label``) with ``low``, the start of ``effective[x]`` (the latest start, for a Timing) or
+    ``extract.MIN_DATE`` when there is none. A patient's ``max`` most recent Observations of a
+    code are then the first rows of one range of ``fhir_lastn_patient``, read backwards: the
+    operation reads a few rows per code however long the patient's record is, where joining
+    the token and date rows read them all (operations/lastn.py). Written with the other index
+    rows, from them (``extract.add_lastn_rows``).
+    """
+
+    system = models.CharField(max_length=255, blank=True, default="")
+    code = models.CharField(max_length=255, blank=True, default="")
+    label = models.CharField(max_length=255, blank=True, default="")
+    low = models.DateTimeField()
+
+    class Meta:
+        db_table = "fhir_lastn_index"
+        indexes = [
+            models.Index(
+                fields=["patient", "code", "system", "label", "low"], name="fhir_lastn_patient"
+            ),
+            models.Index(fields=["resource"], name="fhir_lastn_resource"),
+        ]
+
+
 INDEX_MODELS = (
     TokenIndex,
     StringIndex,
@@ -301,6 +328,7 @@ INDEX_MODELS = (
     ReferenceIndex,
     UriIndex,
     CompositeIndex,
+    LastnIndex,
 )
 
 

@@ -292,8 +292,8 @@ def test_post_include_and_elements(api, vitals):
 
 
 def test_the_answer_is_the_brute_force_answer(api):
-    """Many Observations, so that the recent window settles some codes and not others: codes
-    measured often, seldom and long ago, equal times, no time at all, deletions, filters."""
+    """Many Observations: codes measured often, seldom and long ago, equal times, no time at
+    all, deletions, filters."""
     rng = random.Random(2026)
     put(api, {"resourceType": "Patient", "id": "p1"})
     plan = [("8867-4", 120, 0), ("8310-5", 90, 0), ("2339-0", 25, 400), ("8302-2", 3, 3000)]

@@ -14,22 +14,14 @@ Bundle grouped by code:
   search parameter are ANDed as in a search (``fhir_api.search.query``), and the status is not
   filtered unless asked (entered-in-error included, as the specification says).
 
-A monitoring screen asks this all day, so it reads the index tables only, from the indexes that
-lead with the ``patient`` column, and mostly the patient's recent rows, in one statement for the
-usual case (see ``ranked``, ``recent_statement``):
-
-1. the patient's codes: one range of the ``(patient, type, param, code, system)`` token index,
-   read from the index alone;
-2. the recent window: the patient's few most recent date rows (a few times codes × ``max``,
-   read backwards from the ``(patient, type, param, low)`` date index), each joined with its
-   codes and ranked per code; a code with ``max`` Observations there, the ``max``-th newer
-   than the window's oldest row, is settled, since all its others are older. Monitored codes
-   are measured often, so they are settled here, and the statement also reads the resources
-   it keeps;
-3. the codes left (seldom measured, or without times) are ranked exactly in a second statement:
-   their token rows joined with their date rows, a hash aggregate for ``max`` 1, else
-   ``rank() over (partition by system, code … order by low desc)``, and their resources read.
-   Plain SQL, PostgreSQL and SQLite (3.25+) alike.
+A monitoring screen asks this all day, so it reads one index table, ``fhir_lastn_index``
+(``models.LastnIndex``: each code of each Observation with the start of its ``effective[x]``,
+written with the other index rows), in one statement (``written_statement``): on PostgreSQL
+the patient's codes by a skip scan of its ``(patient, code, system, label, low)`` index, and
+for each code its newest rows, read backwards from the same index until ``max`` of them match
+(ties kept), with their resources. Its cost follows the patient's codes and ``max``, not the
+length of the patient's record. SQLite ranks all the patient's rows with ``rank()``: the same
+answer. A Period without a start counts as no effective time.
 
 The ``patient`` column is exact for ``patient=X`` except for an Observation whose subject is not
 a Patient and whose performer is Patient X (the compartment puts it in X's rows); the statements
@@ -56,7 +48,7 @@ from django.utils.dateparse import parse_datetime
 from .. import json_io
 from ..exceptions import BadRequest
 from ..interactions import Answer, Context
-from ..models import DateIndex, ReferenceIndex, Resource, TokenIndex
+from ..models import LastnIndex, ReferenceIndex, Resource
 from ..reads import Page, searchset_bundle
 from ..search import fetch as search_fetch
 from ..search import include as search_include
@@ -216,8 +208,7 @@ def _code_sql(
 
 def _tables() -> dict[str, str]:
     return {
-        "tok": TokenIndex._meta.db_table,
-        "date": DateIndex._meta.db_table,
+        "lastn": LastnIndex._meta.db_table,
         "ref": ReferenceIndex._meta.db_table,
         "res": Resource._meta.db_table,
     }
@@ -236,7 +227,7 @@ def _others_sql(
 
     A criterion that is a subquery of index rows (token, date, quantity… in the patient's rows)
     filters the rows directly: ``correlated``, as a lookup of each row's own index rows (for
-    the few rows of the recent window), else as one set (for a whole ranking). The others
+    the few rows read per code), else as one set (for a whole ranking). The others
     (``:not``, ``:missing``, ``_id``, chains…) go through the resource table, as in a search.
     """
     ctx = Ctx((OBSERVATION,), patient)
@@ -266,28 +257,18 @@ def _others_sql(
     return " AND ".join(parts), params
 
 
-LABEL = "CASE WHEN t.code = '' THEN COALESCE(t.text, '') ELSE '' END"
 Key = tuple[str, str, str]  # (system, code, text of a text-only code)
-# At most this many codes are named one by one in the exact ranking; beyond, it ranks them all.
-MAX_NAMED_KEYS = 100
 
 
-def _token_filter(
-    request: LastnRequest,
-    patient: str,
-    *,
-    exact: bool,
-    keys: list[Key] | None = None,
-    others: str = "set",
-    codes: bool = True,
-) -> tuple[str, list[Any]]:
-    """Conditions on ``t``, the ``code`` token rows of the patient's Observations that match
-    (``others``: the other criteria as a "set", "correlated" per row, or "none"; ``codes``:
-    False leaves out the asked codes, for the caller to apply)."""
+def _filter(request: LastnRequest, patient: str, *, exact: bool, others: str) -> tuple[str, list]:
+    """Conditions on ``t``, the patient's ``fhir_lastn_index`` rows that match: the asked
+    codes, the other criteria (``others``: "correlated", a lookup of each row's own index rows,
+    for the few rows read per code; "set", as one set, for a whole ranking; "none") and, if
+    ``exact``, the subject (``candidates``)."""
     t = _tables()
-    where = ["t.patient = %s", "t.resource_type = %s", "t.param = %s"]
-    params: list[Any] = [patient, OBSERVATION, "code"]
-    if request.codes and codes:
+    where = ["t.patient = %s"]
+    params: list[Any] = [patient]
+    if request.codes:
         sql, code_params = _code_sql(request.codes)
         where.append(sql)
         params += code_params
@@ -302,95 +283,88 @@ def _token_filter(
             " AND s.target_id = %s)"
         )
         params += [OBSERVATION, "subject", "Patient", patient]
-    if keys is not None:
-        where.append(
-            "("
-            + " OR ".join([f"(t.system = %s AND t.code = %s AND {LABEL} = %s)"] * len(keys))
-            + ")"
-        )
-        params += [part for key in keys for part in key]
     return " AND ".join(where), params
 
 
-def _dates_where(alias: str) -> str:
-    return (
-        f"{alias}.patient = %s AND {alias}.resource_type = 'Observation' AND {alias}.param = 'date'"
-    )
+def written_statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list]:
+    """The statement that ranks one patient's Observations: per code, those whose effective
+    time ranks within the first ``max`` (ties kept, for ``lastUpdated`` to break), each with
+    its resource (logical id, content, ``lastUpdated``).
 
-
-def keys_sql(
-    request: LastnRequest, patient: str, *, exact: bool
-) -> tuple[str, list[Any], str, list[Any]]:
-    """The codes of the patient's Observations (of the asked codes), as ``walk``: a statement
-    for the body of a recursive CTE ``walk(code, system)``, and ``codes``: the keys.
-
-    Coded ones are found by a skip scan of the ``(patient, type, param, code, system)`` token
-    index: from each (code, system) straight to the next one, a few index probes per code
-    however many Observations the patient has; text-only ones (code "") with their text. The
-    other criteria are left out: a code none of whose Observations match them is simply not
-    settled by the window, and its exact ranking finds nothing."""
+    PostgreSQL: the patient's codes by a skip scan of ``fhir_lastn_patient`` (from each code
+    straight to the next, one index probe per code), then for each code its rows from the
+    newest, read backwards from the same index until ``max`` of them match the other criteria
+    (``FETCH FIRST … WITH TIES``): a few rows per code however many the patient has. SQLite
+    (which has neither ``LATERAL`` nor ``WITH TIES``): ``rank()`` over all the patient's rows,
+    the same answer.
+    """
     t = _tables()
-    where, params = _token_filter(request, patient, exact=exact, others="none")
-    tok = t["tok"]
-
-    def first(column: str, condition: str) -> str:
-        return f"(SELECT MIN(t.{column}) FROM {tok} t WHERE {where} AND {condition})"
-
-    next_code = first("code", "t.code > w.code")
-    same_code = "t.code = w.code AND t.system > w.system"
-    walk = f"""
-        SELECT f.code, {first("system", "t.code = f.code")}
-        FROM (SELECT {first("code", "t.code <> ''")} AS code) f
-        UNION ALL
-        SELECT COALESCE({first("code", same_code)}, {next_code}),
-               COALESCE({first("system", same_code)}, {first("system", f"t.code = {next_code}")})
-        FROM walk w WHERE w.code IS NOT NULL
+    res = t["res"]
+    if connection.vendor != "postgresql":
+        where, params = _filter(request, patient, exact=exact, others="set")
+        sql = f"""
+            SELECT k.system, k.code, k.label, k.resource_id, k.low,
+                   o.logical_id, o.content, o.last_updated
+            FROM (
+                SELECT t.resource_id, t.system, t.code, t.label, t.low,
+                       RANK() OVER (PARTITION BY t.code, t.system, t.label ORDER BY t.low DESC)
+                       AS rn
+                FROM {t["lastn"]} t WHERE {where}
+            ) k
+            JOIN {res} o ON o.id = k.resource_id AND o.deleted = %s
+            WHERE k.rn <= %s
+        """
+        return sql, [*params, False, request.max]
+    keys, key_params = _filter(request, patient, exact=False, others="none")
+    where, params = _filter(request, patient, exact=exact, others="correlated")
+    table = t["lastn"]
+    key_order = "ORDER BY t.code, t.system, t.label LIMIT 1"
+    sql = f"""
+        WITH RECURSIVE keys(code, system, label) AS (
+            (SELECT t.code, t.system, t.label FROM {table} t WHERE {keys} {key_order})
+            UNION ALL
+            SELECT n.code, n.system, n.label FROM keys k CROSS JOIN LATERAL (
+                SELECT t.code, t.system, t.label FROM {table} t
+                WHERE {keys} AND (t.code, t.system, t.label) > (k.code, k.system, k.label)
+                {key_order}
+            ) n
+        )
+        SELECT k.system, k.code, k.label, x.resource_id, x.low,
+               o.logical_id, o.content, o.last_updated
+        FROM keys k CROSS JOIN LATERAL (
+            SELECT t.resource_id, t.low FROM {table} t
+            WHERE {where} AND t.code = k.code AND t.system = k.system AND t.label = k.label
+            ORDER BY t.low DESC FETCH FIRST (%s) ROWS WITH TIES
+        ) x
+        JOIN {res} o ON o.id = x.resource_id AND o.deleted = %s
     """
-    # The walk repeats where's %s parameters once per subquery: bind them that many times.
-    walk_params = params * (walk.count("%s") // where.count("%s"))
-    codes = f"""
-        SELECT w.system, w.code, '' AS label FROM walk w WHERE w.code IS NOT NULL
-        UNION ALL
-        SELECT t.system, t.code, COALESCE(t.text, '') AS label FROM {tok} t
-        WHERE {where} AND t.code = '' GROUP BY t.system, t.code, COALESCE(t.text, '')
-    """
-    return walk, walk_params, codes, params
+    return sql, [*key_params, *key_params, *params, request.max, False]
 
 
-# The recent window: at least this many of the patient's most recent date rows, and a few
-# (WINDOW_PER_KEY) per code and ``max`` beyond that.
-WINDOW_MIN = 64
-WINDOW_PER_KEY = 4
-
-
-def window_size(request: LastnRequest, keys: int) -> int:
-    return max(WINDOW_MIN, WINDOW_PER_KEY * keys * request.max)
-
-
-# Statements of the recent window by shape: the same $lastn of another patient (search.shapes).
-_recent_shapes: dict[tuple, tuple[str, tuple] | None] = {}
+# Statements by shape: the same $lastn of another patient (search.shapes).
+_shapes: dict[tuple, tuple[str, tuple] | None] = {}
 _NOT_WRITTEN: Any = object()
 
 
-def recent_statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list[Any]]:
-    """``written_recent_statement``, written once per shape of the request and given each
-    patient's id where the stand-in stood (as ``search.shapes`` does for a search): writing
-    it cost more CPU than PostgreSQL's answer. The codes and other criteria are in the key;
-    chains, ``_has`` and ``_list`` among them, long requests and ids other than plain ids are
-    written each time."""
+def statement(request: LastnRequest, patient: str, *, exact: bool) -> tuple[str, list[Any]]:
+    """``written_statement``, written once per shape of the request and given each patient's
+    id where the stand-in stood (as ``search.shapes`` does for a search): writing it cost more
+    CPU than PostgreSQL's answer. The codes and other criteria are in the key; chains,
+    ``_has`` and ``_list`` among them, long requests and ids other than plain ids are written
+    each time."""
     key = _shape_key(request, exact)
     if key is None or not ID_RE.fullmatch(patient):
-        return written_recent_statement(request, patient, exact=exact)
-    kept = _recent_shapes.get(key, _NOT_WRITTEN)
+        return written_statement(request, patient, exact=exact)
+    kept = _shapes.get(key, _NOT_WRITTEN)
     if kept is _NOT_WRITTEN:
-        sql, params = written_recent_statement(request, shapes.STAND_IN, exact=exact)
+        sql, params = written_statement(request, shapes.STAND_IN, exact=exact)
         kept_params = shapes.template(params)
         kept = None if kept_params is None else (sql, kept_params)
-        if len(_recent_shapes) >= shapes.SHAPES:
-            _recent_shapes.clear()
-        _recent_shapes[key] = kept
+        if len(_shapes) >= shapes.SHAPES:
+            _shapes.clear()
+        _shapes[key] = kept
     if kept is None:
-        return written_recent_statement(request, patient, exact=exact)
+        return written_statement(request, patient, exact=exact)
     sql, params = kept
     return sql, shapes.given(params, patient)
 
@@ -412,131 +386,6 @@ def _shape_key(request: LastnRequest, exact: bool) -> tuple | None:
     return (connection.vendor, own_base(), request.max, codes, tuple(others), exact)
 
 
-def written_recent_statement(
-    request: LastnRequest, patient: str, *, exact: bool
-) -> tuple[str, list[Any]]:
-    """One statement for what the recent window settles, with the resources it keeps.
-
-    It returns three kinds of rows (the first column says which):
-
-    0. each code of the patient's Observations (``keys_sql``);
-    1. the window: how many date rows it holds and the oldest time among them. It is the
-       patient's ``window_size`` most recent date rows, read backwards from the
-       ``(patient, type, param, low)`` index, so its size follows the codes, not the record;
-    2. per code, the matching Observations of the window whose time ranks within the first
-       ``max`` (ties kept), each with its resource (content, ``lastUpdated``).
-
-    A code with ``max`` Observations in the window whose ``max``-th is newer than the window's
-    oldest row is settled: everything else of it is older. The others are ranked exactly
-    (``statement``).
-    """
-    t = _tables()
-    walk, walk_params, keys, key_params = keys_sql(request, patient, exact=exact)
-    # The asked codes are applied to the window's rows once joined, so that the planner sees
-    # the join as what it is, a few probes by resource id, and not as a hash of every row of
-    # those codes.
-    where, params = _token_filter(request, patient, exact=exact, others="correlated", codes=False)
-    asked, asked_params = _code_sql(request.codes, "w") if request.codes else ("1 = 1", [])
-    # Whole numbers written into the statement: SQLite mis-binds parameters in a LIMIT subquery.
-    per_key = int(WINDOW_PER_KEY * request.max)
-    sql = f"""
-        WITH RECURSIVE walk(code, system) AS ({walk}),
-        codes AS ({keys}),
-        recent AS (
-            SELECT d.resource_id, d.low FROM {t["date"]} d WHERE {_dates_where("d")}
-            ORDER BY d.low DESC
-            LIMIT (SELECT CASE WHEN COUNT(*) * {per_key:d} > {WINDOW_MIN:d}
-                               THEN COUNT(*) * {per_key:d} ELSE {WINDOW_MIN:d} END FROM codes)
-        ),
-        win AS (
-            SELECT t.resource_id, t.system, t.code, {LABEL} AS label, MAX(r.low) AS low
-            FROM recent r JOIN {t["tok"]} t ON t.resource_id = r.resource_id
-            WHERE {where}
-            GROUP BY t.resource_id, t.system, t.code, {LABEL}
-        ),
-        ranked AS (
-            SELECT w.resource_id, w.system, w.code, w.label, w.low,
-                   RANK() OVER (PARTITION BY w.system, w.code, w.label ORDER BY w.low DESC) AS rn
-            FROM win w WHERE {asked}
-        )
-        -- The typed rows first: PostgreSQL takes the columns' types from them.
-        SELECT 2 AS part, k.system, k.code, k.label, k.resource_id, k.low, o.logical_id, o.content,
-               o.last_updated
-        FROM ranked k JOIN {t["res"]} o ON o.id = k.resource_id AND o.deleted = %s
-        WHERE k.rn <= %s
-        UNION ALL
-        SELECT 0, c.system, c.code, c.label, NULL, NULL, NULL, NULL, NULL FROM codes c
-        UNION ALL
-        SELECT 1, NULL, NULL, NULL, COUNT(*), MIN(r.low), NULL, NULL, NULL FROM recent r
-    """
-    return sql, [
-        *walk_params,
-        *key_params,
-        patient,
-        *params,
-        *asked_params,
-        False,
-        request.max,
-    ]
-
-
-def statement(
-    request: LastnRequest, patient: str, *, exact: bool, keys: list[Key] | None = None
-) -> tuple[str, list[Any]]:
-    """The exact ranking for one patient (of the given codes, or all): per code, the
-    Observations whose effective time ranks within the first ``max``, ties kept for
-    ``lastUpdated`` to break, those without an effective time last.
-
-    The patient's ``code`` token rows joined with its ``date`` rows; for ``max`` 1 each code's
-    latest time is a hash aggregate, for more a ``rank()`` window over each code. It reads all
-    the rows of the codes it ranks, so it runs for the codes the recent window did not settle.
-    """
-    t = _tables()
-    where, params = _token_filter(request, patient, exact=exact, keys=keys)
-    # The patient's effective times, read once and hashed: on PostgreSQL a materialized CTE,
-    # so that a row estimate gone wrong cannot turn the join into one index probe per row.
-    materialized = "MATERIALIZED" if connection.vendor == "postgresql" else ""
-    dates = f"""
-        effective AS {materialized} (
-            SELECT d.resource_id, MAX(d.low) AS low FROM {t["date"]} d
-            WHERE {_dates_where("d")} GROUP BY d.resource_id
-        ),
-        obs AS (
-            SELECT t.resource_id, t.system, t.code, {LABEL} AS label, e.low
-            FROM {t["tok"]} t LEFT JOIN effective e ON e.resource_id = t.resource_id
-            WHERE {where}
-        )
-    """
-    params = [patient, *params]
-    if request.max == 1:
-        sql = f"""
-            WITH {dates},
-            latest AS (
-                SELECT system, code, label, MAX(low) AS low FROM obs
-                GROUP BY system, code, label
-            )
-            SELECT o.resource_id, o.system, o.code, o.label, o.low
-            FROM obs o
-            JOIN latest l ON l.system = o.system AND l.code = o.code AND l.label = o.label
-            WHERE o.low = l.low OR (l.low IS NULL AND o.low IS NULL)
-        """
-    else:
-        sql = f"""
-            WITH {dates},
-            ranked AS (
-                SELECT resource_id, system, code, label, low,
-                       RANK() OVER (
-                           PARTITION BY system, code, label
-                           ORDER BY CASE WHEN low IS NULL THEN 1 ELSE 0 END, low DESC
-                       ) AS rn
-                FROM obs
-            )
-            SELECT resource_id, system, code, label, low FROM ranked WHERE rn <= %s
-        """
-        params.append(request.max)
-    return sql, params
-
-
 def _rows(sql: str, params: list[Any], *, prepare: bool = False) -> list[tuple]:
     with connection.cursor() as cursor:
         search_fetch.execute(cursor, sql, params, prepare)
@@ -545,61 +394,26 @@ def _rows(sql: str, params: list[Any], *, prepare: bool = False) -> list[tuple]:
 
 def ranked(request: LastnRequest, patient: str, *, exact: bool) -> dict[int, Candidate]:
     """Per code, the Observations that can be among its ``max`` most recent (ties included),
-    with their resources read.
-
-    One statement (``recent_statement``) gives the patient's codes and settles those measured
-    lately from the recent window; the codes it leaves (seldom measured, or without times) are
-    ranked exactly (``statement``), which reads all their rows, and their resources are read.
-    """
+    with their resources, in one statement (``statement``)."""
     # Every read of it is a range of an index that leads with the patient: prepared once per
     # connection, its generic plan fits every patient, and planning it cost PostgreSQL as much
-    # CPU as running it (1.2-1.8 ms against 1.4-2.0 ms at 1M).
-    rows = _rows(*recent_statement(request, patient, exact=exact), prepare=True)
-    codes: list[Key] = [(r[1], r[2], r[3]) for r in rows if r[0] == 0]
-    if not codes:
-        return {}
-    window = next(r for r in rows if r[0] == 1)
-    full = window[4] >= window_size(request, len(codes))
-    oldest = _instant(window[5])
-    in_window: dict[Key, list[tuple]] = {}
-    for r in rows:
-        if r[0] == 2:
-            in_window.setdefault((r[1], r[2], r[3]), []).append(r)
+    # CPU as running it.
     found: dict[int, Candidate] = {}
-    left: list[Key] = []
-    for key in codes:
-        kept = in_window.get(key, [])
-        times = [_instant(r[5]) for r in kept]
-        cut = min((w for w in times if w is not None), default=None)
-        settled = len({r[4] for r in kept}) >= request.max and (
-            not full or (cut is not None and oldest is not None and cut > oldest)
-        )
-        if not settled:  # older Observations of it may tie or be missing from the window
-            left.append(key)
-            continue
-        for r, when in zip(kept, times, strict=True):
-            c = found.get(r[4])
-            if c is None:
-                c = found[r[4]] = Candidate(r[4], set(), when, _instant(r[8]), r[6], r[7])
-            c.keys.add(key)
-    if left:
-        keys = left if len(left) <= MAX_NAMED_KEYS else None
-        wanted = set(left)
-        extra: dict[int, Candidate] = {}
-        for pk, system, code, label, low in _rows(
-            *statement(request, patient, exact=exact, keys=keys)
-        ):
-            if (system, code, label) not in wanted:
-                continue
-            if pk in found:
-                found[pk].keys.add((system, code, label))
-            else:
-                extra.setdefault(pk, Candidate(pk, set(), _instant(low))).keys.add(
-                    (system, code, label)
-                )
-        if extra:
-            _fetch(extra)
-            found.update(extra)
+    for system, code, label, pk, low, logical_id, content, last_updated in _rows(
+        *statement(request, patient, exact=exact), prepare=True
+    ):
+        c = found.get(pk)
+        if c is None:
+            when = _instant(low)
+            c = found[pk] = Candidate(
+                pk,
+                set(),
+                None if when == MIN else when,
+                _instant(last_updated),
+                logical_id,
+                content,
+            )
+        c.keys.add((system, code, label))
     return found
 
 
@@ -612,23 +426,6 @@ def _instant(value: Any) -> datetime | None:
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
-
-
-def _fetch(found: dict[int, Candidate]) -> None:
-    """Read the candidates' resources (those deleted meanwhile are dropped)."""
-    t = _tables()
-    marks = ", ".join(["%s"] * len(found))
-    sql = f"""
-        SELECT r.id, r.logical_id, r.content, r.last_updated
-        FROM {t["res"]} r WHERE r.id IN ({marks}) AND r.deleted = %s
-    """
-    read = set()
-    for pk, logical_id, content, last_updated in _rows(sql, [*found, False]):
-        c = found[pk]
-        c.logical_id, c.content, c.last_updated = logical_id, content, _instant(last_updated)
-        read.add(pk)
-    for pk in set(found) - read:
-        del found[pk]
 
 
 def _codings(data: Any) -> set[tuple[str, str, str]]:

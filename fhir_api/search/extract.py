@@ -26,6 +26,7 @@ from ..exceptions import BadRequest
 from ..models import (
     CompositeIndex,
     DateIndex,
+    LastnIndex,
     NumberIndex,
     QuantityIndex,
     ReferenceIndex,
@@ -61,6 +62,7 @@ COLUMNS: dict[type, tuple[str, ...]] = {
         "c2_low",
         "c2_high",
     ),
+    LastnIndex: ("system", "code", "label", "low"),
 }
 
 
@@ -518,7 +520,23 @@ def extract(resource_type: str, data: dict[str, Any]) -> IndexRows:
     for step in _plan(resource_type):
         if step.needs is None or not step.needs.isdisjoint(present):
             step.run(data, out)
+    if resource_type == "Observation":
+        add_lastn_rows(out)
     return out
+
+
+def add_lastn_rows(out: IndexRows) -> None:
+    """An Observation's ``LastnIndex`` rows, from its ``code`` token rows and ``date`` rows:
+    each code once, with the latest start of ``effective[x]`` (``MIN_DATE``: none)."""
+    lows = [row[1] for row in out.rows.get(DateIndex, ()) if row[0] == "date"]
+    low = max(lows) if lows else MIN_DATE
+    keys = {
+        (system, code, (text or "") if code == "" else ""): None
+        for param, system, code, text in out.rows.get(TokenIndex, ())
+        if param == "code"
+    }
+    if keys:
+        out.rows[LastnIndex] = [("code", *key, low) for key in keys]
 
 
 def all_params(resource_types: Iterable[str]) -> dict[str, list[str]]:
