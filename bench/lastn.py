@@ -6,23 +6,24 @@
     .venv/bin/python bench/lastn.py --database-url postgres://postgres@127.0.0.1:5432/other
 
 Uses (and creates, then migrates, when missing) the PostgreSQL database ``clouddth_bench_lastn``
-unless ``--database-url`` names another. It loads, once, Patient ``bench-p0`` with
-``--observations`` vital-sign Observations over 10 LOINC codes (one every 7 minutes) and
-``--background`` other patients with ``--background-observations`` each, through
-``fhir_api.bulk.create_many`` (validated, the same rows as the API's write path, index rows
-included); a later run finds them and loads nothing. Then ``VACUUM ANALYZE`` (as autovacuum
-would), and for a few $lastn queries it prints p50/p95/min of ``--calls`` calls of:
+unless ``--database-url`` names another. It loads, once, through ``fhir_api.bulk.create_many``
+(validated, the same rows as the API's write path, index rows included):
 
-- floor: ``SELECT count(*)`` of the patient's ``code`` token rows, the index range the operation
-  read once to know the patient's codes before it found them by a skip scan;
-- statement: the operation's one statement for the usual case, by hand through the cursor
-  (``operations.lastn.recent_statement``: the codes by a skip scan of the token index, the
-  recent window of the date index ranked per code, the kept resources);
-- ranking: the operation's ranking (``operations.lastn.ranked``: that statement, then the exact
-  ranking of the codes it did not settle, if any);
-- full rank: the exact ranking statement over all the patient's Observations
-  (``operations.lastn.statement``: token rows joined with date rows, a window function per
-  code), what the ranking would cost without the recent window;
+- Patient ``bench-p0``: ``--observations`` vital-sign Observations over 10 LOINC codes, one
+  every 7 minutes, the codes in turn;
+- Patient ``bench-p1``, a wearable's record: ``--stream-observations`` heart rates, one a
+  minute, and a body weight once a week (a code seldom measured among one measured all the
+  time: the shape of a lifelong monitored record);
+- ``--background`` other patients with ``--background-observations`` each.
+
+A later run finds them and loads nothing. Then ``VACUUM ANALYZE`` (as autovacuum would), and
+for a few $lastn queries it prints p50/p95/min of ``--calls`` calls of:
+
+- floor: ``SELECT count(*)`` of the patient's ``code`` token rows (one index range as long as
+  the patient's record);
+- statement: the operation's statement by hand through the cursor
+  (``operations.lastn.statement``: the patient's codes by a skip scan of ``fhir_lastn_index``,
+  then each code's newest rows, with their resources);
 - request: ``GET [base]/Observation/$lastn?…`` through Django's test client (the whole view,
   authentication and rendering, no network).
 """
@@ -55,7 +56,10 @@ QUERIES = (
     "patient=bench-p0&max=3",
     "patient=bench-p0&category=vital-signs",
     "patient=bench-p0&code=http://loinc.org|8867-4,http://loinc.org|8310-5&max=5",
+    "patient=bench-p1&category=vital-signs",
+    "patient=bench-p1&code=http://loinc.org|29463-7&max=3",
 )
+MINUTES_A_WEEK = 7 * 24 * 60
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 
@@ -63,7 +67,17 @@ def setup(database_url: str) -> None:
     django_on(database_url, SECRET_KEY="bench-lastn-" + "x" * 40)
 
 
-def load(patient: str, n: int) -> None:
+def _steady(i: int) -> tuple[str, int]:
+    """The codes in turn, one every 7 minutes."""
+    return CODES[i % 10], 7 * i
+
+
+def _stream(i: int) -> tuple[str, int]:
+    """A heart rate a minute, a body weight (29463-7) once a week."""
+    return ("29463-7" if i % MINUTES_A_WEEK == 0 else "8867-4"), i
+
+
+def load(patient: str, n: int, shape: Callable[[int], tuple[str, int]] = _steady) -> None:
     from fhir_api import bulk, services
     from fhir_api.models import Resource
 
@@ -74,13 +88,14 @@ def load(patient: str, n: int) -> None:
     for chunk in range(0, n, 1000):
         items = []
         for i in range(chunk, min(n, chunk + 1000)):
-            when = (start + timedelta(minutes=7 * i)).isoformat().replace("+00:00", "Z")
+            code, minutes = shape(i)
+            when = (start + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
             items.append(
                 {
                     "resourceType": "Observation",
                     "status": "final",
                     "category": [{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
-                    "code": {"coding": [{"system": "http://loinc.org", "code": CODES[i % 10]}]},
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                     "subject": {"reference": f"Patient/{patient}"},
                     "effectiveDateTime": when,
                     "valueQuantity": {
@@ -113,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--observations", type=int, default=10_000)
+    parser.add_argument("--stream-observations", type=int, default=50_000)
     parser.add_argument("--background", type=int, default=20, help="other patients")
     parser.add_argument("--background-observations", type=int, default=1_000)
     parser.add_argument("--calls", type=int, default=50)
@@ -128,6 +144,7 @@ def main() -> None:
     from fhir_api.search.query import parse_query_string
 
     load("bench-p0", args.observations)
+    load("bench-p1", args.stream_observations, _stream)
     for k in range(args.background):
         load(f"bench-bg{k}", args.background_observations)
     with connection.cursor() as cursor:
@@ -139,33 +156,24 @@ def main() -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user, 'bench')[1]}")
 
-    def floor() -> None:
+    def floor(patient: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM fhir_token_index WHERE patient = %s"
                 " AND resource_type = 'Observation' AND param = 'code'",
-                ["bench-p0"],
+                [patient],
             )
             cursor.fetchall()
 
     for query in QUERIES:
+        patient = query.split("&")[0].split("=")[1]
         request = lastn.parse(parse_query_string(query), strict=False)
-        sql, params = lastn.statement(request, "bench-p0", exact=False)
+        sql, params = lastn.statement(request, patient, exact=False)
 
-        def full(sql: str = sql, params: list = params) -> None:
+        def statement(sql: str = sql, params: list = params) -> None:
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 cursor.fetchall()
-
-        window_sql, window_params = lastn.recent_statement(request, "bench-p0", exact=False)
-
-        def window(sql: str = window_sql, params: list = window_params) -> None:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                cursor.fetchall()
-
-        def ranking(request: lastn.LastnRequest = request) -> None:
-            lastn.ranked(request, "bench-p0", exact=False)
 
         def http(query: str = query) -> None:
             response = client.get(f"/fhir/Observation/$lastn?{query}")
@@ -173,10 +181,8 @@ def main() -> None:
 
         entries = len(client.get(f"/fhir/Observation/$lastn?{query}").json()["entry"])
         print(f"{query}  ({entries} entries)")
-        print(f"  floor     {timed(args.calls, floor)}")
-        print(f"  statement {timed(args.calls, window)}")
-        print(f"  ranking   {timed(args.calls, ranking)}")
-        print(f"  full rank {timed(args.calls, full)}")
+        print(f"  floor     {timed(args.calls, lambda patient=patient: floor(patient))}")
+        print(f"  statement {timed(args.calls, statement)}")
         print(f"  request   {timed(args.calls, http)}")
 
 
