@@ -38,10 +38,17 @@ def parse_decimal(text: str) -> Decimal:
     return value if str(value) == text else TextDecimal(text)
 
 
+# Made once, as the encoders below: simplejson.loads with an argument of its own makes a new
+# decoder (and its scanner) on each call, a fifth of the time to parse a small resource. A
+# decoder keeps nothing between calls (the scanner clears its key memo after each document),
+# as simplejson's own shared default decoder does not.
+_DECODER = simplejson.JSONDecoder(parse_float=parse_decimal)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON, numbers with a fraction or exponent as Decimal; NaN/Infinity are refused."""
     try:
-        return simplejson.loads(text, parse_float=parse_decimal)
+        return _DECODER.decode(text)
     # ValueError: an integer past Python's 4,300-digit conversion limit.
     except (simplejson.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}", code="structure") from None
