@@ -55,3 +55,27 @@ def test_the_migration_fills_the_rows_a_write_makes():
     with connection.cursor() as cursor:
         migration.insert_rows(cursor.execute, connection.vendor)
     assert stored() == written
+
+
+CONCEPTS = [
+    {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}], "text": "HR"},
+    {"coding": [{"code": "8867-4"}, {"system": "urn:x", "code": "hr"}]},
+    {"coding": [{"system": LOINC}], "text": "Only a system"},
+    {"coding": [{"system": LOINC, "code": "8867-4"}, {"display": "neither"}]},
+    {"coding": [{"system": LOINC, "code": "x" * 300}]},
+    {"text": "Pain Score"},
+    {"coding": []},
+    {"coding": ["not a coding"]},
+]
+
+
+@pytest.mark.parametrize("concept", CONCEPTS)
+def test_lastn_groups_a_stored_observation_by_the_keys_of_its_index_rows(concept):
+    """$lastn ties an Observation's codes together by reading them from its JSON: the keys it
+    reads are the ones the index wrote for that Observation."""
+    from fhir_api.operations.lastn import _codings
+    from fhir_api.search.extract import extract
+
+    rows = extract("Observation", {"resourceType": "Observation", "code": concept})
+    written = {row[1:4] for row in rows.rows.get(LastnIndex, ())}
+    assert _codings({"code": concept}) == written

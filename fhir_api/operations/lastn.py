@@ -429,10 +429,28 @@ def _instant(value: Any) -> datetime | None:
 
 
 def _codings(data: Any) -> set[tuple[str, str, str]]:
-    """The grouping keys of every coding of an Observation, as the index writes them."""
+    """The grouping keys of every coding of an Observation, as the index writes them
+    (``extract.token_values``, ``extract.add_lastn_rows``).
+
+    A coding with a code is ``(system, code, "")``, read straight from the JSON: working out
+    ``token_values`` (each display normalised for ``:text``, which a key does not hold) cost
+    a quarter of the operation's CPU. Any other concept (a coding without a code, a text-only
+    concept, something malformed) goes through ``token_values`` itself."""
     concept = data.get("code") if isinstance(data, dict) else None
     if not isinstance(concept, dict):
         return set()
+    codings = concept.get("coding")
+    if isinstance(codings, list) and codings:
+        keys = set()
+        for coding in codings:
+            if not isinstance(coding, dict):
+                break
+            system, code = coding.get("system"), coding.get("code")
+            if type(code) is not str or not code or not (system is None or type(system) is str):
+                break
+            keys.add(((system or "")[:255], code[:255], ""))
+        else:
+            return keys
     return {(s, c, (text or "") if c == "" else "") for s, c, text in token_values(Node(concept))}
 
 
@@ -498,14 +516,11 @@ def group(found: list[Candidate], maximum: int) -> list[list[Candidate]]:
 
 def lastn_page(request: LastnRequest) -> Page:
     """The Observations of each group, most recent first, for each patient in turn."""
-    rows: list[Resource] = []
+    rows: list[search_fetch.PageRow] = []
     for patient in request.patients:
         for members in group(candidates(request, patient), request.max):
             rows.extend(
-                Resource(
-                    pk=c.pk, resource_type=OBSERVATION, logical_id=c.logical_id, content=c.content
-                )
-                for c in members
+                search_fetch.PageRow(c.pk, OBSERVATION, c.logical_id, c.content) for c in members
             )
     search = request.search
     applied = [item for item in search.applied_query() if item[0] != "_count"]
