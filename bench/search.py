@@ -23,10 +23,11 @@ of them up at once), and ``--clients`` (4) concurrent client processes, each wit
 connection per server, send each query ``--requests`` (200) times in all to each size, each time
 for a random patient (and date window). The requests are spread over ``--rounds`` (5) rounds:
 in each, every query goes to every size in turn (the order reversed every other round), each
-share followed at once by the same questions to its floor. A shared machine's speed drifts by
-half within minutes; measured a minute apart, two sizes (or a query and its floor) would be
-measured on two machines, interleaved they share the drift, and the growth and × floor ratios
-are the server's own. The sizes share PostgreSQL's caches while they are measured.
+share with the same questions to its floor at once, before it every other round (the second
+finds the patients' pages in PostgreSQL's buffers: until session 9 the floor always went
+second). A shared machine's speed drifts by half within minutes; measured a minute apart, two
+sizes (or a query and its floor) would be measured on two machines, interleaved they share
+the drift, and the growth and × floor ratios are the server's own. The sizes share PostgreSQL's caches while they are measured.
 
   a  Observation?patient=P&code=http://loinc.org|8867-4&date=ge…&date=lt…   (a 30-day window)
   b  Observation/$lastn?patient=P&category=vital-signs
@@ -810,10 +811,17 @@ class Sized:
                 "floor_s": 0.0,
             }
 
-    def round(self, clients: Clients, kind: str, n: int) -> None:
-        """``n`` requests of ``kind`` over HTTP, then the same questions to the floor."""
-        args, acc = self.args, self.acc[kind]
+    def round(self, clients: Clients, kind: str, n: int, *, floor_first: bool = False) -> None:
+        """``n`` requests of ``kind`` over HTTP and the same questions to the floor, the floor
+        first if ``floor_first``: the one asked second finds the patients' pages in
+        PostgreSQL's buffers, read there by the first, so ``measure`` alternates."""
         items = asks(self.rng, n, self.db.patients, self.anchor)
+        steps = [self._http, self._floor] if not floor_first else [self._floor, self._http]
+        for step in steps:
+            step(clients, kind, items)
+
+    def _http(self, clients: Clients, kind: str, items: list[Ask]) -> None:
+        args, acc = self.args, self.acc[kind]
         before = self.meter.snapshot()
         http = clients.run(http_jobs(kind, items, self.target, args.clients))
         server_s, pg_s = Meter.used(before, self.meter.snapshot())
@@ -824,12 +832,16 @@ class Sized:
             acc["errors"][k] = acc["errors"].get(k, 0) + v
         acc["server_s"] += server_s
         acc["pg_s"] += pg_s
-        if kind in FLOORS:
-            before = self.meter.snapshot()
-            floor = clients.run(floor_jobs(kind, items, self.db.url, args.clients))
-            _server, floor_pg = Meter.used(before, self.meter.snapshot())
-            acc["floor_lat"] += floor["lat"]
-            acc["floor_s"] += floor_pg + floor["cpu"]
+
+    def _floor(self, clients: Clients, kind: str, items: list[Ask]) -> None:
+        if kind not in FLOORS:
+            return
+        acc = self.acc[kind]
+        before = self.meter.snapshot()
+        floor = clients.run(floor_jobs(kind, items, self.db.url, self.args.clients))
+        _server, floor_pg = Meter.used(before, self.meter.snapshot())
+        acc["floor_lat"] += floor["lat"]
+        acc["floor_s"] += floor_pg + floor["cpu"]
 
     def figures(self) -> dict[str, Figures]:
         figures: dict[str, Figures] = {}
@@ -866,7 +878,8 @@ class Sized:
 def measure(dbs: list[Database], args) -> list[dict[str, Figures]]:
     """Every size's server up at once, then ``--rounds`` rounds: in each, for every size (in
     turn, the order reversed every other round) and query, a share of its ``--requests`` over
-    HTTP and then the same questions to its floor.
+    HTTP and the same questions to its floor (the floor first every other round: whichever
+    goes second finds the pages in PostgreSQL's buffers).
 
     On a shared machine whose speed drifts by half within minutes, a size or a floor measured
     a minute after another is measured on another machine: interleaved, they share its drift,
@@ -884,7 +897,7 @@ def measure(dbs: list[Database], args) -> list[dict[str, Figures]]:
             for kind in kinds:
                 for one in order:
                     if kind in one.kinds and share:
-                        one.round(clients, kind, len(share))
+                        one.round(clients, kind, len(share), floor_first=r % 2 == 1)
         return [one.figures() for one in sized]
     finally:
         clients.close()
