@@ -260,15 +260,17 @@ def _others_sql(
 Key = tuple[str, str, str]  # (system, code, text of a text-only code)
 
 
-def _filter(request: LastnRequest, patient: str, *, exact: bool, others: str) -> tuple[str, list]:
+def _filter(
+    request: LastnRequest, patient: str, *, exact: bool, others: str, codes: bool = True
+) -> tuple[str, list]:
     """Conditions on ``t``, the patient's ``fhir_lastn_index`` rows that match: the asked
-    codes, the other criteria (``others``: "correlated", a lookup of each row's own index rows,
-    for the few rows read per code; "set", as one set, for a whole ranking; "none") and, if
-    ``exact``, the subject (``candidates``)."""
+    codes (unless not ``codes``), the other criteria (``others``: "correlated", a lookup of
+    each row's own index rows, for the few rows read per code; "set", as one set, for a whole
+    ranking; "none") and, if ``exact``, the subject (``candidates``)."""
     t = _tables()
     where = ["t.patient = %s"]
     params: list[Any] = [patient]
-    if request.codes:
+    if request.codes and codes:
         sql, code_params = _code_sql(request.codes)
         where.append(sql)
         params += code_params
@@ -315,8 +317,12 @@ def written_statement(request: LastnRequest, patient: str, *, exact: bool) -> tu
             WHERE k.rn <= %s
         """
         return sql, [*params, False, request.max]
-    keys, key_params = _filter(request, patient, exact=False, others="none")
-    where, params = _filter(request, patient, exact=exact, others="correlated")
+    # The walk reads all the patient's codes and the asked ones are picked from them: with the
+    # codes' OR in the walk, PostgreSQL filtered the patient's rows one by one instead of
+    # seeking from code to code (6 ms, not 1, for two codes of 10,000 Observations).
+    keys, key_params = _filter(request, patient, exact=False, others="none", codes=False)
+    where, params = _filter(request, patient, exact=exact, others="correlated", codes=False)
+    asked, asked_params = _code_sql(request.codes, "k") if request.codes else ("TRUE", [])
     table = t["lastn"]
     key_order = "ORDER BY t.code, t.system, t.label LIMIT 1"
     sql = f"""
@@ -331,14 +337,14 @@ def written_statement(request: LastnRequest, patient: str, *, exact: bool) -> tu
         )
         SELECT k.system, k.code, k.label, x.resource_id, x.low,
                o.logical_id, o.content, o.last_updated
-        FROM keys k CROSS JOIN LATERAL (
+        FROM (SELECT * FROM keys k WHERE {asked}) k CROSS JOIN LATERAL (
             SELECT t.resource_id, t.low FROM {table} t
             WHERE {where} AND t.code = k.code AND t.system = k.system AND t.label = k.label
             ORDER BY t.low DESC FETCH FIRST (%s) ROWS WITH TIES
         ) x
         JOIN {res} o ON o.id = x.resource_id AND o.deleted = %s
     """
-    return sql, [*key_params, *key_params, *params, request.max, False]
+    return sql, [*key_params, *key_params, *asked_params, *params, request.max, False]
 
 
 # Statements by shape: the same $lastn of another patient (search.shapes).
