@@ -359,9 +359,22 @@ def scoping(request: SearchRequest) -> tuple[int, str] | None:
 
 
 def conditions(request: SearchRequest) -> list[Q]:
-    """One condition on the resources per criterion (AND-ed)."""
-    ctx = Ctx(request.resource_types, scoped_patient(request))
-    return [criterion_q(ctx, criterion) for _name, _value, criterion in request.criteria]
+    """One condition on the resources per criterion (AND-ed), the one that scopes the search
+    to a patient last.
+
+    Why last: every index row of the scoped patient's range meets it but for the few that the
+    ``patient`` column holds inexactly, so it removes the fewest rows. In a prepared
+    statement's generic plan PostgreSQL estimates each criterion at a row or so, and then
+    checks the criteria in the order written: with the scoping one first, each of the
+    patient's heart rates was looked up in the reference index before the date ranges had
+    removed two thirds of them (search.py's query a at 1M: 2.4-2.6 ms of execution at p50,
+    1.7-1.9 with it last)."""
+    found = scoping(request)
+    ctx = Ctx(request.resource_types, None if found is None else found[1])
+    out = [criterion_q(ctx, criterion) for _name, _value, criterion in request.criteria]
+    if found is not None:
+        out.append(out.pop(found[0]))
+    return out
 
 
 def matches_sql(request: SearchRequest, where: list[Q]) -> tuple[str, list] | None:
