@@ -54,7 +54,7 @@ from ..search import fetch as search_fetch
 from ..search import include as search_include
 from ..search import query as search_query
 from ..search import shapes
-from ..search.extract import split_reference, token_values
+from ..search.extract import MIN_DATE, split_reference, token_values
 from ..search.fhirpath import Node
 from ..search.params import Criterion, split_escaped, whole_number
 from ..search.types.base import Ctx, index_rows
@@ -257,16 +257,13 @@ def _others_sql(
     return " AND ".join(parts), params
 
 
-Key = tuple[str, str, str]  # (system, code, text of a text-only code)
-
-
 def _filter(
-    request: LastnRequest, patient: str, *, exact: bool, others: str, codes: bool = True
+    request: LastnRequest, patient: str, *, exact: bool, correlated: bool, codes: bool = True
 ) -> tuple[str, list]:
     """Conditions on ``t``, the patient's ``fhir_lastn_index`` rows that match: the asked
-    codes (unless not ``codes``), the other criteria (``others``: "correlated", a lookup of
-    each row's own index rows, for the few rows read per code; "set", as one set, for a whole
-    ranking; "none") and, if ``exact``, the subject (``candidates``)."""
+    codes (unless not ``codes``), the other criteria (``correlated``: as a lookup of each
+    row's own index rows, for the few rows read per code; else as one set, for a whole
+    ranking) and, if ``exact``, the subject (``candidates``)."""
     t = _tables()
     where = ["t.patient = %s"]
     params: list[Any] = [patient]
@@ -274,8 +271,8 @@ def _filter(
         sql, code_params = _code_sql(request.codes)
         where.append(sql)
         params += code_params
-    if request.others and others != "none":
-        sql, other_params = _others_sql(request.others, patient, correlated=others == "correlated")
+    if request.others:
+        sql, other_params = _others_sql(request.others, patient, correlated=correlated)
         where.append(sql)
         params += other_params
     if exact:
@@ -303,7 +300,7 @@ def written_statement(request: LastnRequest, patient: str, *, exact: bool) -> tu
     t = _tables()
     res = t["res"]
     if connection.vendor != "postgresql":
-        where, params = _filter(request, patient, exact=exact, others="set")
+        where, params = _filter(request, patient, exact=exact, correlated=False)
         sql = f"""
             SELECT k.system, k.code, k.label, k.resource_id, k.low,
                    o.logical_id, o.content, o.last_updated
@@ -320,8 +317,8 @@ def written_statement(request: LastnRequest, patient: str, *, exact: bool) -> tu
     # The walk reads all the patient's codes and the asked ones are picked from them: with the
     # codes' OR in the walk, PostgreSQL filtered the patient's rows one by one instead of
     # seeking from code to code (6 ms, not 1, for two codes of 10,000 Observations).
-    keys, key_params = _filter(request, patient, exact=False, others="none", codes=False)
-    where, params = _filter(request, patient, exact=exact, others="correlated", codes=False)
+    keys, key_params = "t.patient = %s", [patient]
+    where, params = _filter(request, patient, exact=exact, correlated=True, codes=False)
     asked, asked_params = _code_sql(request.codes, "k") if request.codes else ("TRUE", [])
     table = t["lastn"]
     key_order = "ORDER BY t.code, t.system, t.label LIMIT 1"
@@ -414,7 +411,7 @@ def ranked(request: LastnRequest, patient: str, *, exact: bool) -> dict[int, Can
             c = found[pk] = Candidate(
                 pk,
                 set(),
-                None if when == MIN else when,
+                None if when == MIN_DATE else when,  # the index's "no effective time"
                 _instant(last_updated),
                 logical_id,
                 content,
